@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random backbones (Llama, Qwen2) with a byte-level BPE tokenizer."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+CORPUS = [
+    "The cat sat on the mat and looked at the garden.",
+    "Economists study inflation, interest rates and unemployment.",
+    "A quick brown fox jumps over the lazy dog near the river.",
+    "Photosynthesis converts light energy into chemical energy in plants.",
+    "The orchestra played a symphony by Beethoven in the concert hall.",
+    "Volcanoes erupt when magma rises through cracks in the crust.",
+    "Football players trained on the field before the championship match.",
+    "The library holds thousands of books about history and science.",
+    "Rain fell on the city while people hurried home from work.",
+    "Computers process data using binary numbers and logic gates.",
+] * 3
+
+
+def make_tokenizer(path):
+    """A byte-level BPE tokenizer trained on CORPUS; no BOS, pad = eos (like SmolLM2)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    fast.save_pretrained(path)
+    return fast
+
+
+def make_model(path, arch: str, vocab_size: int, seed: int = 0):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                  tie_word_embeddings=True, eos_token_id=0, pad_token_id=1,
+                  initializer_range=0.2)  # a larger init than usual, so the tied LM head can express sharp distributions
+    config = LlamaConfig(**common) if arch == "llama" else Qwen2Config(**common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(path)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Paths of tiny random Llama and Qwen2 causal LMs sharing one byte-level BPE tokenizer."""
+    out = {}
+    for arch in ("llama", "qwen2"):
+        path = tmp_path_factory.mktemp(f"tiny-{arch}")
+        tok = make_tokenizer(path)
+        make_model(path, arch, len(tok))
+        out[arch] = str(path)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_models):
+    return tiny_models["llama"]
+
+
+@pytest.fixture()
+def corpus_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(CORPUS) + "\n")
+    return path

@@ -1,0 +1,108 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from text2token.objective import dense_kl_loss, kl_loss, pad_targets
+from text2token.targets import DataDrivenTargets, background_distribution, model_derived_target, sparsify
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer(tmp_path_factory):
+    """A word-level tokenizer with known ids, so expected targets can be worked out by hand."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "cat": 2, "sat": 3, "mat": 4, "CAT": 5, "dog": 6, "_": 7, "x_y": 8}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
+
+
+def test_data_driven_target_by_hand(word_tokenizer):
+    builder = DataDrivenTargets(word_tokenizer)
+    # non-word runs -> space; stop words (the, on, and, a) dropped case-insensitively; 'cat' twice counts once;
+    # 'CAT' is another token; 'zebra' is unknown -> [UNK], a special token, dropped
+    text = "The cat sat on the mat!!! And a cat, a CAT... zebra"
+    assert builder.clean(text) == "cat sat mat cat CAT zebra"
+    (ids, weights), = builder([text])
+    assert ids.tolist() == [2, 3, 4, 5]
+    assert np.allclose(weights, [0.25] * 4)
+
+
+def test_data_driven_target_empty_for_stop_words_and_punctuation(word_tokenizer):
+    (ids, weights), = DataDrivenTargets(word_tokenizer)(["The... and, of!! ??"])
+    assert len(ids) == 0 and len(weights) == 0
+
+
+def test_data_driven_target_idf_weighting(word_tokenizer):
+    corpus = ["cat sat", "cat mat", "cat dog"]
+    builder = DataDrivenTargets.with_idf(word_tokenizer, corpus)
+    (ids, weights), = builder(["cat dog"])
+    idf_cat, idf_dog = math.log(4 / 4) + 1, math.log(4 / 2) + 1
+    assert ids.tolist() == [2, 6]
+    assert np.allclose(weights, [idf_cat / (idf_cat + idf_dog), idf_dog / (idf_cat + idf_dog)])
+
+
+def test_data_driven_excludes_whitespace_tokens(tiny_llama):
+    from text2token.backbone import load_tokenizer
+
+    tok = load_tokenizer(tiny_llama)
+    builder = DataDrivenTargets(tok)
+    (ids, _), = builder(["Economists study inflation rates"])
+    assert len(ids) > 0
+    assert all(tok.decode([i]).strip() for i in ids)
+    assert not set(ids.tolist()) & set(tok.all_special_ids)
+
+
+def test_model_derived_target_by_hand():
+    p = torch.tensor([0.5, 0.3, 0.1, 0.1])
+    b = torch.tensor([0.25, 0.5, 0.125, 0.125])
+    tau = 0.1
+    r = [0.5 / (0.75 + 1e-8), 0.3 / (0.8 + 1e-8), 0.1 / (0.225 + 1e-8), 0.1 / (0.225 + 1e-8)]
+    z = sum(math.exp(x / tau) for x in r)
+    expected = [math.exp(x / tau) / z for x in r]
+    q = model_derived_target(p, b, tau)
+    assert torch.allclose(q, torch.tensor(expected), atol=1e-6)
+    # tau = 1e-5: the sharp default puts all mass on the token most above background
+    sharp = model_derived_target(p, b, 1e-5)
+    assert torch.allclose(sharp, torch.tensor([1.0, 0.0, 0.0, 0.0]), atol=1e-6)
+    # a token the teacher likes less than texts in general loses to one it likes more, even if less probable
+    q2 = model_derived_target(torch.tensor([0.6, 0.4]), torch.tensor([0.9, 0.1]), 1e-5)
+    assert q2.argmax() == 1
+
+
+def test_background_is_softmax_of_mean_logits():
+    logits = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], dtype=torch.float64)
+    b = background_distribution(logits.sum(0), 2)
+    assert torch.allclose(b, torch.full((3,), 1 / 3), atol=1e-7)
+
+
+def test_sparse_targets_give_the_dense_loss():
+    torch.manual_seed(0)
+    teacher = torch.softmax(torch.randn(4, 500) * 3, -1)
+    background = torch.softmax(torch.randn(500), -1)
+    for tau in (1e-5, 1e-2, 0.05):
+        dense = model_derived_target(teacher, background, tau)
+        rows, kept = sparsify(dense, max_k=500, min_mass=1 - 1e-7)
+        ids, weights = pad_targets(rows)
+        logits = torch.randn(4, 500)
+        assert kept >= 1 - 1e-7
+        assert abs(kl_loss(logits, ids, weights).item() - dense_kl_loss(logits, dense).item()) < 1e-4
+
+
+def test_kl_loss_matches_torch_and_is_zero_at_target():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 10)
+    q = torch.softmax(torch.randn(3, 10), -1)
+    ref = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), q, reduction="batchmean")
+    assert abs(dense_kl_loss(logits, q).item() - ref.item()) < 1e-6
+    ids, w = pad_targets([(np.arange(10), q[i].numpy()) for i in range(3)])
+    assert abs(kl_loss(logits, ids, w).item() - ref.item()) < 1e-5
+    assert abs(kl_loss(q.log(), ids, w).item()) < 1e-6
+    # uniform target over 2 tokens with padding: KL = log(1/2) - mean log p
+    ids, w = pad_targets([(np.array([0, 1]), np.array([0.5, 0.5], dtype=np.float32)), (np.array([2]), np.array([1.0], dtype=np.float32))])
+    lp = torch.log_softmax(logits[:2], -1)
+    expected = ((math.log(0.5) - 0.5 * (lp[0, 0] + lp[0, 1])) + (0 - lp[1, 2])) / 2
+    assert abs(kl_loss(logits[:2], ids, w).item() - expected.item()) < 1e-5

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import text2token
+from text2token.errors import NonFiniteError, RunFolderError
+from text2token.training import last_checkpoint
+
+PROBE = ["The cat sat on the mat.", "Economists study inflation.", "Rain fell on the city."]
+
+
+def small(tiny, corpus_file, out, **kw):
+    values = dict(model=tiny, data=[str(corpus_file)], output=str(out), steps=4, batch_size=4, max_length=32,
+                  save_steps=2, logging_steps=1, background_samples=16)
+    values.update(kw)
+    return text2token.TrainConfig(**values)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_both_stages_make_a_loadable_run(tiny_models, corpus_file, tmp_path, arch):
+    run = text2token.train(small(tiny_models[arch], corpus_file, tmp_path / "run", lr=1e-3))
+    record = json.loads((run / "text2token_config.json").read_text())
+    assert record["adapters"] == ["stage1/adapter", "stage2/adapter"]
+    assert record["model"]["pooling"] == "mean" and record["hyperparameters"]["steps"] == 4
+    assert record["training"]["stages"]["data"]["steps"] == 4 and record["training"]["stages"]["model"]["steps"] == 4
+    for stage in ("stage1", "stage2"):
+        assert (run / stage / "adapter" / "adapter_model.safetensors").is_file()
+        assert last_checkpoint(run / stage / "checkpoints").name == "checkpoint-4"
+        logs = [json.loads(line) for line in (run / stage / "log.jsonl").read_text().splitlines()]
+        assert any("loss" in r and np.isfinite(r["loss"]) for r in logs)
+    targets = torch.load(run / "stage2" / "targets.pt", weights_only=False)
+    assert len(targets["targets"]) == 16 and abs(float(targets["background"].sum()) - 1) < 1e-4
+    trained = text2token.load(str(run)).encode(PROBE)
+    base = text2token.load(tiny_models[arch]).encode(PROBE)
+    assert trained.shape == base.shape and np.abs(trained - base).max() > 1e-4
+
+
+def test_stage1_loss_goes_down(tiny_llama, corpus_file, tmp_path):
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", stages=["data"], steps=30, lr=1e-2,
+                                 batch_size=8, save_steps=100))
+    losses = [r["loss"] for r in map(json.loads, (run / "stage1" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+
+
+def test_bidirectional_last_pooling_run_records_its_mode(tiny_llama, corpus_file, tmp_path):
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", pooling="last", attention="bidirectional",
+                                 max_length=48, stages=["model"]))
+    model = text2token.load(str(run))
+    assert (model.pooling, model.attention) == ("last", "bidirectional")
+    assert model.model.config.is_causal is False
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import text2token.training as training
+
+    calls = {"n": 0}
+    real = training.kl_loss
+
+    def flaky(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(training, "kl_loss", flaky)
+    with pytest.raises(NonFiniteError, match="step 3"):
+        text2token.train(small(tiny_llama, corpus_file, tmp_path / "run"))
+    assert last_checkpoint(tmp_path / "run" / "stage1" / "checkpoints").name == "checkpoint-2"
+
+
+def test_non_finite_gradient_stops(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import text2token.training as training
+
+    real = training.kl_loss
+    monkeypatch.setattr(training, "kl_loss", lambda *a: real(*a) * torch.tensor(float("inf")).clamp(max=1e38) * 1e38)
+    with pytest.raises(NonFiniteError, match="non-finite (loss|gradient)"):
+        text2token.train(small(tiny_llama, corpus_file, tmp_path / "run"))
+
+
+def test_resume_after_a_crash_gives_the_same_model(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import text2token.training as training
+
+    reference = text2token.load(str(text2token.train(small(tiny_llama, corpus_file, tmp_path / "a", steps=6, lr=1e-3))))
+    real = training.kl_loss
+    calls = {"n": 0}
+
+    def crash(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the middle of stage 1, after checkpoint-4
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "kl_loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", steps=6, lr=1e-3))
+    monkeypatch.setattr(training, "kl_loss", real)
+    assert not (tmp_path / "b" / "text2token_config.json").exists()
+    with pytest.raises(RunFolderError, match="training did not finish|resume"):
+        text2token.load(str(tmp_path / "b"))
+    resumed = text2token.load(str(text2token.train(text2token.TrainConfig(output=str(tmp_path / "b")), resume=True)))
+    assert np.abs(resumed.encode(PROBE) - reference.encode(PROBE)).max() <= 1e-5
+
+
+def test_output_folder_of_another_run_is_refused(tiny_llama, corpus_file, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something").write_text("x")
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        text2token.train(small(tiny_llama, corpus_file, out))
+    run = text2token.train(small(tiny_llama, corpus_file, out, stages=["data"], steps=1), overwrite=True)
+    assert (run / "text2token_config.json").is_file() and not (out / "something").exists()
+
+
+def test_stage2_targets_from_another_tokenizer_are_refused(tiny_llama, corpus_file, tmp_path):
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run"))
+    payload = torch.load(run / "stage2" / "targets.pt", weights_only=False)
+    payload["tokenizer"] = {"vocab_size": 123, "vocab_sha1": "0"}
+    torch.save(payload, run / "stage2" / "targets.pt")
+    import shutil
+
+    shutil.rmtree(run / "stage2" / "adapter")
+    with pytest.raises(RunFolderError, match="another tokenizer"):
+        text2token.train(text2token.TrainConfig(output=str(run)), resume=True)
+
+
+def test_texts_with_empty_targets_are_skipped_and_all_empty_is_an_error(tiny_llama, tmp_path):
+    from text2token.errors import DataError
+
+    f = tmp_path / "stop.txt"
+    f.write_text("the and of\n!!! ???\n" * 4)
+    with pytest.raises(DataError, match="every text's data-driven target is empty"):
+        text2token.train(small(tiny_llama, f, tmp_path / "run", stages=["data"]))

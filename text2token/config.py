@@ -1,0 +1,168 @@
+"""One configuration object per run: defaults from METHOD.md, loadable from YAML/JSON,
+overridable by command-line flags, saved with the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backbone import ATTENTION_MODES
+from .errors import ConfigError
+from .pooling import POOLINGS, PROMPT_EOL
+
+STAGES = ("data", "model")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a Text2Token run depends on (hyper-parameters default to the paper's recipe)."""
+
+    model: str | None = None  # hub id, local folder or .gguf; None = embedded SmolLM2-135M-Instruct
+    data: list[str] = field(default_factory=list)  # files, folders, or a Hugging Face dataset name
+    data_field: str = "text"  # JSONL / dataset field holding the text
+    output: str | None = None
+    pooling: str = "mean"
+    attention: str = "causal"
+    prompt: str = PROMPT_EOL  # template of `last` pooling
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    steps: int = 1000  # stage-1 optimizer steps
+    stage2_steps: int | None = None  # None: same as `steps`
+    batch_size: int = 32  # per device
+    grad_accum: int = 1
+    lr: float = 5e-5
+    stage2_lr: float | None = None  # None: same as `lr`
+    max_length: int = 128
+    max_chars: int = 20000  # texts longer than this are cut before tokenization
+    tau: float = 1e-5
+    background_samples: int | None = 2048  # corpus texts for the stage-2 background; None = all
+    target_max_k: int = 64  # sparse stage-2 targets: at most this many tokens per text ...
+    target_min_mass: float = 1 - 1e-6  # ... holding at least this share of the target's mass
+    weighting: str = "uniform"  # stage-1 target weights: uniform (paper) or idf
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"  # attention and MLP projections
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    report_to: list[str] | str = "none"  # any transformers logging integration: tensorboard, wandb, ...
+    dataloader_num_workers: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        if isinstance(self.stages, str):
+            self.stages = list(STAGES) if self.stages == "both" else [self.stages]
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad or not self.stages:
+            raise ConfigError(f"unknown stage(s) {bad or self.stages}: use 'data', 'model' or both")
+        self.stages = [s for s in STAGES if s in self.stages]
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.attention not in ATTENTION_MODES:
+            raise ConfigError(f"unknown attention {self.attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
+        for name in ("steps", "batch_size", "grad_accum", "max_length", "lora_r", "save_steps", "max_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.stage2_steps is not None and self.stage2_steps < 1:
+            raise ConfigError(f"stage2_steps must be at least 1, got {self.stage2_steps}")
+        for name in ("lr", "tau"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.target_min_mass <= 1:
+            raise ConfigError(f"target_min_mass must be in (0, 1], got {self.target_min_mass}")
+        if self.weighting not in ("uniform", "idf"):
+            raise ConfigError(f"unknown weighting {self.weighting!r}: use 'uniform' or 'idf'")
+        return self
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def steps_of(self) -> dict[str, int]:
+        return {"data": self.steps, "model": self.stage2_steps or self.steps}
+
+    @property
+    def lr_of(self) -> dict[str, float]:
+        return {"data": self.lr, "model": self.stage2_lr or self.lr}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict | None = None) -> "TrainConfig":
+        """Read YAML or JSON; ``overrides`` (for example command-line flags) win over the file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        try:
+            if path.suffix.lower() == ".json":
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text)
+        except Exception as exc:  # yaml and json raise their own types
+            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        values.update(overrides or {})
+        return cls.from_dict(values, source=str(path))
+
+
+def _check_type(name: str, value, hint) -> None:
+    if _matches(value, hint):
+        return
+    raise ConfigError(f"{name} must be of type {_describe(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _matches(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return f"list of {_describe(args[0])}"
+    if args:
+        return " or ".join(_describe(a) for a in args)
+    return "null" if hint is type(None) else hint.__name__

@@ -1,0 +1,29 @@
+"""Errors a user can act on.
+
+Every error the command line reports as one line derives from :class:`Text2TokenError`;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class Text2TokenError(Exception):
+    """Base class of every user-facing error of text2token."""
+
+
+class ConfigError(Text2TokenError, ValueError):
+    """A configuration key, value or file is wrong."""
+
+
+class DataError(Text2TokenError, ValueError):
+    """Training or evaluation data is missing or malformed."""
+
+
+class BackboneError(Text2TokenError, ValueError):
+    """A backbone cannot be found, loaded or used."""
+
+
+class RunFolderError(Text2TokenError):
+    """A run folder is missing, incomplete or belongs to another run."""
+
+
+class NonFiniteError(Text2TokenError, FloatingPointError):
+    """Training produced a non-finite loss or gradient."""

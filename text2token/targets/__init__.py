@@ -1,0 +1,22 @@
+"""Target distributions q(· | x) over the vocabulary, stored sparsely as (token ids, weights).
+
+- :mod:`.data_driven`: stage 1, the tokens of the text itself.
+- :mod:`.model_derived`: stage 2, the frozen stage-1 teacher's tokens, filtered by a background prior.
+"""
+
+from .data_driven import DataDrivenTargets, english_stop_words
+from .model_derived import (
+    background_distribution,
+    model_derived_target,
+    sparsify,
+    teacher_targets,
+)
+
+__all__ = [
+    "DataDrivenTargets",
+    "english_stop_words",
+    "background_distribution",
+    "model_derived_target",
+    "sparsify",
+    "teacher_targets",
+]

@@ -1,0 +1,81 @@
+"""Stage 1: the data-driven target, uniform over the distinct tokens of the text.
+
+For a text x: every run of non-word characters becomes a space, English stop words are
+dropped, the rest is tokenized with the backbone's own tokenizer, and S(x) is the set of
+distinct token ids, minus special tokens and tokens that decode to whitespace only.
+q_D(t | x) = 1 / |S(x)| for t in S(x).
+
+The stop-word list is scikit-learn's English list, which ships with the package (NLTK's
+needs a download that fails offline).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+
+_NON_WORD = re.compile(r"\W+")
+
+
+@lru_cache(maxsize=1)
+def english_stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+class DataDrivenTargets:
+    """Builds q_D for any tokenizer; no token id is hard-coded."""
+
+    def __init__(self, tokenizer, stop_words: frozenset[str] | None = None, weighting: str = "uniform",
+                 idf: np.ndarray | None = None):
+        if weighting not in ("uniform", "idf"):
+            raise ValueError(f"unknown weighting {weighting!r}: use 'uniform' or 'idf'")
+        if weighting == "idf" and idf is None:
+            raise ValueError("idf weighting needs document frequencies: use DataDrivenTargets.with_idf")
+        self.tokenizer = tokenizer
+        self.stop_words = english_stop_words() if stop_words is None else frozenset(stop_words)
+        self.weighting = weighting
+        self.idf = idf
+        self._excluded = self._excluded_ids(tokenizer)
+
+    @staticmethod
+    def _excluded_ids(tokenizer) -> frozenset[int]:
+        excluded = set(tokenizer.all_special_ids)
+        decoded = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        excluded.update(i for i, text in enumerate(decoded) if text.strip() == "")
+        return frozenset(excluded)
+
+    def clean(self, text: str) -> str:
+        words = _NON_WORD.sub(" ", text).split()
+        return " ".join(w for w in words if w.lower() not in self.stop_words)
+
+    def token_sets(self, texts: list[str]) -> list[list[int]]:
+        """S(x) for each text, ids in first-occurrence order (batched tokenization)."""
+        cleaned = [self.clean(t) for t in texts]
+        encoded = self.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if cleaned else []
+        return [list(dict.fromkeys(i for i in ids if i not in self._excluded)) for ids in encoded]
+
+    def __call__(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(ids, weights)`` per text; an empty token set gives empty arrays."""
+        out = []
+        for ids in self.token_sets(texts):
+            ids = np.asarray(ids, dtype=np.int64)
+            if len(ids) == 0:
+                out.append((ids, np.zeros(0, dtype=np.float32)))
+                continue
+            w = np.ones(len(ids), dtype=np.float64) if self.weighting == "uniform" else self.idf[ids]
+            out.append((ids, (w / w.sum()).astype(np.float32)))
+        return out
+
+    @classmethod
+    def with_idf(cls, tokenizer, corpus: list[str], **kwargs) -> "DataDrivenTargets":
+        """Inverse-document-frequency weighting over ``corpus`` (an experiment option)."""
+        plain = cls(tokenizer, **kwargs)
+        df = np.zeros(max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1), dtype=np.float64)
+        for ids in plain.token_sets(corpus):
+            df[ids] += 1
+        idf = np.log((1 + len(corpus)) / (1 + df)) + 1.0
+        return cls(tokenizer, weighting="idf", idf=idf, **kwargs)
