@@ -1,4 +1,4 @@
-"""Command line: ``text2token train | encode | demo | eval``. It only parses and calls the library."""
+"""Command line: ``text2token train | encode | demo | eval | export``. It only parses and calls the library."""
 
 from __future__ import annotations
 
@@ -127,12 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_encode(sub)
     _add_demo(sub)
-    try:
-        from .evaluation.cli import add_eval_parser
-    except ImportError:
-        pass
-    else:
-        add_eval_parser(sub)
+    from .evaluation.cli import add_eval_parser
+    from .export import add_export_parser
+
+    add_eval_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

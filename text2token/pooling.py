@@ -66,19 +66,26 @@ class TextEncoder:
         return [token if token is not None else self.tokenizer.pad_token_id]
 
     def _prompted_ids(self, text: str) -> list[int]:
+        """The whole template tokenized at once; if too long, the text is cut and the template's
+        fixed tail (its tokens after the text) written back, so the template always survives.
+        This is sentence-transformers' rule for chat templates, so an export matches token for token."""
         ids = self._ids(self.prompt.format(text=text))
         if len(ids) <= self.max_length:
             return ids
-        overhead = len(self._ids(self.prompt.format(text="")))
-        budget = self.max_length - overhead
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        while budget > 0:
-            cut = enc["offset_mapping"][min(budget, len(enc["input_ids"])) - 1][1]
-            ids = self._ids(self.prompt.format(text=text[:cut]))
-            if len(ids) <= self.max_length:
-                return ids
-            budget -= max(1, len(ids) - self.max_length)
-        return self._ids(self.prompt.format(text=""))[: self.max_length]
+        tail = self._template_tail()
+        return ids[: self.max_length - len(tail)] + tail
+
+    def _template_tail(self) -> list[int]:
+        """The common token ending of the template around two different texts (cached)."""
+        if not hasattr(self, "_tail"):
+            first, second = self._ids(self.prompt.format(text="0")), self._ids(self.prompt.format(text="1 2 3 4"))
+            count = 0
+            for a, b in zip(reversed(first), reversed(second)):
+                if a != b:
+                    break
+                count += 1
+            self._tail = first[len(first) - count:] if count < min(len(first), len(second)) else []
+        return self._tail
 
     def pad(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         """Pad to the longest row: left for ``last`` pooling, right for ``mean``."""
