@@ -1,0 +1,46 @@
+"""Evaluation: score embedding models on MTEB tasks, online or from local task folders.
+
+    from text2token.evaluation import evaluate, format_table
+    results = evaluate(["runs/my-run", "Qwen/Qwen2-0.5B"], benchmark="quick")
+    print(format_table(results))
+
+Scores come from mteb's own task objects and evaluators (see ``tasks``); ``encoder`` holds the
+mteb adapter, ``runner`` the evaluation loop and its score cache, ``cli`` the ``eval`` command.
+Names are imported lazily, so that ``text2token --help`` does not import mteb.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "evaluate": "runner",
+    "ScoreCache": "runner",
+    "default_cache_dir": "runner",
+    "format_table": "table",
+    "MtebEncoder": "encoder",
+    "SentenceTransformerModel": "encoder",
+    "model_meta": "encoder",
+    "TaskCut": "tasks",
+    "BENCHMARKS": "tasks",
+    "build_local_task": "tasks",
+    "resolve_tasks": "tasks",
+    "resolve_benchmark": "tasks",
+    "EvalError": "errors",
+    "EvalDataError": "errors",
+    "UnknownTaskError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

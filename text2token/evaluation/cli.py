@@ -1,0 +1,120 @@
+"""The ``eval`` sub-command: parse arguments, call :func:`evaluate`, print the table.
+
+    text2token eval MODEL [MODEL ...] (--tasks NAME [NAME ...] | --benchmark NAME)
+        [--data-dir DIR] [--output results.json] [--pooling mean|last]
+        [--attention causal|bidirectional] [--batch-size N] [--cache-dir DIR]
+
+Errors are raised as :class:`text2token.errors.Text2TokenError` subclasses for the main CLI to
+report in one line; :func:`main` does the same when this module is run on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import Text2TokenError
+from .errors import EvalError
+
+DESCRIPTION = """\
+Evaluate embedding models with MTEB's own tasks and scores. MODEL is a text2token run folder,
+a base LM (hub id or local folder), or a sentence-transformers folder. Tasks are read from local
+task folders (--data-dir, else $TEXT2TOKEN_DATA_DIR, else ../shared/data/evalsuite); a name with
+no local folder is an MTEB task loaded from the hub (online only). Benchmarks: "quick" (a few
+minutes, SciFact cut down), "all-local" (every local task, full), or an MTEB benchmark name such
+as "MTEB(eng, v2)" (online). Scores are cached, so a rerun only computes what is missing.
+
+examples:
+  text2token eval runs/my-run HuggingFaceTB/SmolLM2-135M --benchmark quick
+  text2token eval runs/my-run --tasks STSBenchmark SciFact --max-samples 1000 --output scores.json"""
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``eval`` sub-command on an argparse ``subparsers`` object."""
+    parser = subparsers.add_parser(
+        "eval", help="evaluate models on MTEB tasks (local or online)", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="run folder, base LM, or sentence-transformers folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tasks", nargs="+", metavar="NAME", help="task names (local folder names or MTEB task names)")
+    which.add_argument("--benchmark", metavar="NAME", help='"quick", "all-local", or an MTEB benchmark name')
+    parser.add_argument("--data-dir", metavar="DIR", help="folder of local task folders (or its parent)")
+    parser.add_argument("--output", metavar="FILE", help="write all scores as JSON to FILE")
+    parser.add_argument("--pooling", choices=("mean", "last"), help="pooling of a base LM or run (default: its own)")
+    parser.add_argument("--attention", choices=("causal", "bidirectional"),
+                        help="attention of a base LM or run (default: its own)")
+    parser.add_argument("--max-length", type=_positive, metavar="N", help="truncate inputs to N tokens")
+    parser.add_argument("--batch-size", type=_positive, default=32, metavar="N",
+                        help="encoding batch size (default 32)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="score cache (default ~/.cache/text2token/eval)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached scores")
+    parser.add_argument("--max-samples", type=_positive, metavar="N",
+                        help="cut local tasks to N evaluated rows (retrieval: N corpus documents, judged ones "
+                             "kept); recorded in the results")
+    parser.add_argument("--max-doc-chars", type=_positive, metavar="N",
+                        help="truncate retrieval documents to N characters; recorded in the results")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_eval)
+    return parser
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run the ``eval`` sub-command; raises Text2TokenError subclasses on user errors."""
+    from .runner import evaluate
+    from .table import format_table
+
+    results = evaluate(
+        args.models,
+        args.tasks,
+        benchmark=args.benchmark,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        pooling=args.pooling,
+        attention=args.attention,
+        max_length=args.max_length,
+        max_samples=args.max_samples,
+        max_doc_chars=args.max_doc_chars,
+        show_progress=not args.quiet,
+    )
+    if args.output:
+        path = Path(args.output)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise EvalError(f"{path}: cannot write results ({error.strerror})") from None
+    print(format_table(results))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m text2token.evaluation.cli eval ...``: the sub-command on its own."""
+    parser = argparse.ArgumentParser(prog="text2token")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Text2TokenError as error:
+        print(f"text2token eval: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
