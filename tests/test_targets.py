@@ -106,3 +106,34 @@ def test_kl_loss_matches_torch_and_is_zero_at_target():
     lp = torch.log_softmax(logits[:2], -1)
     expected = ((math.log(0.5) - 0.5 * (lp[0, 0] + lp[0, 1])) + (0 - lp[1, 2])) / 2
     assert abs(kl_loss(logits[:2], ids, w).item() - expected.item()) < 1e-5
+
+
+def test_stored_sparse_targets_give_the_dense_loss_on_real_teacher_outputs(tiny_llama):
+    """The stage-2 path end to end on a real (tiny) model: teacher_targets stores sparse rows; with the
+    student's real logits, kl_loss on them equals dense_kl_loss on the full q_M to 1e-4."""
+    from text2token.model import Text2TokenModel, embed, vocab_logits
+    from text2token.targets import teacher_targets
+    from text2token.targets.model_derived import mean_teacher_logits
+
+    corpus = ["The cat sat on the mat and looked at the garden.", "Economists study inflation and interest rates.",
+              "A quick brown fox jumps over the lazy dog.", "Photosynthesis converts light energy in plants.",
+              "The orchestra played a symphony by Beethoven.", "Volcanoes erupt when magma rises.",
+              "Football players trained on the field.", "The library holds thousands of books.",
+              "Rain fell on the city while people hurried home.", "Computers process data using logic gates."] * 2
+    teacher = Text2TokenModel.load(tiny_llama)
+    texts = corpus[:10]
+    background = background_distribution(mean_teacher_logits(teacher, corpus, 8, show_progress=False), len(corpus))
+    # taus whose targets fit in target_max_k=64 tokens (a broad target, e.g. tau=0.1 over this tiny
+    # vocabulary, is cut at 64 tokens and is then only an approximation, by design)
+    for tau in (1e-5, 1e-3, 3e-3):
+        sparse, kept = teacher_targets(teacher, texts, background, tau, batch_size=4, show_progress=False)
+        assert kept >= 1 - 1e-6
+        assert max(len(ids) for ids, _ in sparse) > (1 if tau > 1e-5 else 0)
+        with torch.inference_mode():
+            batch = teacher.text_encoder(texts)
+            probs = torch.softmax(vocab_logits(teacher.model, embed(teacher.model, batch, "mean")), -1)
+            dense = model_derived_target(probs, background, tau)
+            torch.manual_seed(0)  # a student that is not the teacher: its logits perturbed
+            student = vocab_logits(teacher.model, embed(teacher.model, batch, "mean")) + torch.randn(len(texts), probs.shape[1])
+        ids, weights = pad_targets(sparse)
+        assert abs(kl_loss(student, ids, weights).item() - dense_kl_loss(student, dense).item()) < 1e-4

@@ -1,4 +1,4 @@
-"""Command line: ``text2token train | encode | demo | eval | export``. It only parses and calls the library."""
+"""Command line: ``text2token train | encode | demo | eval | export | inspect | analyze | analyze-retrieval``. It only parses and calls the library."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ TRAIN_FLAGS = {
     "stages": None, "steps": int, "stage2_steps": int, "batch_size": int, "grad_accum": int, "lr": float,
     "stage2_lr": float, "max_length": int, "tau": float, "background_samples": int, "lora_r": int,
     "lora_alpha": int, "lora_dropout": float, "seed": int, "save_steps": int, "logging_steps": int,
-    "report_to": str, "weighting": str,
+    "report_to": str, "weighting": str, "objective": str, "simcse_temperature": float, "simcse_dropout": float,
 }
 
 
@@ -32,7 +32,11 @@ def _add_train(sub):
     p.add_argument("--output", help="run folder to create")
     p.add_argument("--pooling", help="mean (default) or last (PromptEOL template)")
     p.add_argument("--attention", help="causal (default) or bidirectional")
-    p.add_argument("--stages", nargs="+", help="data, model, or both (default: both)")
+    p.add_argument("--stages", nargs="+", help="data, model, or both (default: both); not with --objective simcse")
+    p.add_argument("--objective", help="text2token (default) or simcse (the LLM2Vec-style unsupervised SimCSE "
+                   "baseline: one stage, --steps and --lr are its own)")
+    p.add_argument("--simcse-temperature", type=float, help="SimCSE: cosine similarity / temperature (default 0.05)")
+    p.add_argument("--simcse-dropout", type=float, help="SimCSE: attention dropout while training (default 0.3)")
     p.add_argument("--steps", type=int, help="stage-1 steps (default 1000)")
     p.add_argument("--stage2-steps", type=int, help="stage-2 steps (default: same as --steps)")
     p.add_argument("--batch-size", type=int, help="texts per device and step (default 32)")
@@ -52,25 +56,33 @@ def _add_train(sub):
     p.add_argument("--report-to", help="none (default), tensorboard, wandb, ... (transformers integrations)")
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 mixed precision")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    p.add_argument("--group-by-length", action="store_true", default=None,
+                   help="batches of texts of similar length: less padding, faster steps (default: random batches)")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
     from .config import TrainConfig
+    from .errors import ConfigError
     from .stages import train
 
     if args.resume:
         run = train(TrainConfig(output=args.resume), resume=True)
     else:
-        overrides = {k: getattr(args, k) for k in list(TRAIN_FLAGS) + ["bf16", "gradient_checkpointing"]
+        overrides = {k: getattr(args, k) for k in list(TRAIN_FLAGS) + ["bf16", "gradient_checkpointing", "group_by_length"]
                      if getattr(args, k, None) is not None}
         if overrides.get("stages") == ["both"]:
             overrides["stages"] = ["data", "model"]
         config = TrainConfig.from_file(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "flags")
+        if "stages" in overrides and config.objective == "simcse":
+            raise ConfigError("--stages does not apply to objective simcse: it trains one stage (simcse)")
         if not config.data:
             raise Text2TokenError("no training data: pass --data FILE (or set `data` in --config)")
         run = train(config, overwrite=args.overwrite)
-    print(f"run saved to {run}; load it with text2token.load({str(run)!r})")
+    from .distributed import is_main
+
+    if is_main():  # under accelerate launch / torchrun, say it once
+        print(f"run saved to {run}; load it with text2token.load({str(run)!r})")
     return 0
 
 
@@ -85,22 +97,48 @@ def _add_encode(sub):
     p.add_argument("--pooling", help="override the model's pooling (mean or last)")
     p.add_argument("--attention", help="override the model's attention (causal or bidirectional)")
     p.add_argument("--max-length", type=int)
+    p.add_argument("--chunk-size", type=int, default=4096,
+                   help="lines read, encoded (length-sorted) and written at a time; memory does not grow "
+                        "with the input (default 4096)")
+    p.add_argument("--shard", metavar="I/N", help="encode only shard I of N (0 <= I < N), a contiguous range of "
+                   "lines, into the same output; default under torchrun/accelerate launch: RANK/WORLD_SIZE")
+    p.add_argument("--restart", action="store_true",
+                   help="redo this shard's rows instead of continuing an interrupted encode (the default)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: this process's GPU if there is one)")
     p.set_defaults(func=cmd_encode)
 
 
 def cmd_encode(args) -> int:
-    import numpy as np
-
-    from .encoding import read_lines
+    """Streaming, resumable, shardable: see text2token/encoding.py."""
+    from .distributed import local_device
+    from .encoding import count_rows, encode_file, parse_shard
     from .model import load
-    from .files import atomic_save_npy
 
-    texts = read_lines(Path(args.input), args.field)
+    shard = parse_shard(args.shard)
+    rows = count_rows(Path(args.input), args.field)  # a missing, empty or malformed input fails before the model loads
     model = load(args.model, pooling=args.pooling, attention=args.attention, max_length=args.max_length)
-    vectors = model.encode(texts, batch_size=args.batch_size, normalize=args.normalize, show_progress=True)
-    atomic_save_npy(Path(args.output), vectors.astype(np.float32))
-    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
+    model.model.to(args.device or local_device())
+    result = encode_file(model, Path(args.input), Path(args.output), field=args.field, batch_size=args.batch_size,
+                         normalize=args.normalize, chunk_size=args.chunk_size, shard=shard, restart=args.restart,
+                         model_key=_model_key(args.model), show_progress=True, rows=rows)
+    if result.complete:
+        print(f"wrote {result.rows} x {result.dim} embeddings to {args.output}")
+    else:
+        i, n = result.shard
+        print(f"shard {i}/{n}: rows {result.start}-{result.stop} written; {args.output} appears when every "
+              "shard is done")
     return 0
+
+
+def _model_key(name: str | None) -> str:
+    """What identifies the model of an encode (to resume only with the same one): path and mtime."""
+    if not name:
+        return "default"
+    path = Path(name).expanduser()
+    if not path.exists():
+        return name
+    stamp = [f for f in (path / "text2token_config.json", path / "config.json", path) if f.exists()][0]
+    return f"{path.resolve()}@{stamp.stat().st_mtime_ns}"
 
 
 def _add_demo(sub):
@@ -132,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
     add_export_parser(sub)
+    from .analysis.cli import add_analysis_parsers
+
+    add_analysis_parsers(sub)
     return parser
 
 
@@ -144,11 +185,25 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except Text2TokenError as exc:
-        print(f"text2token: error: {exc}", file=sys.stderr)
+        _close_progress_bars()
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
+        print(f"text2token: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("text2token: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Finish progress bars an error interrupted, so the error line comes last and on its own line."""
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", [])):
+            bar.close()
+    except Exception:  # never let cosmetics hide the error
+        pass
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from .errors import ConfigError
 from .pooling import POOLINGS, PROMPT_EOL
 
 STAGES = ("data", "model")
+OBJECTIVES = ("text2token", "simcse")  # simcse: the LLM2Vec-style unsupervised SimCSE baseline (contrastive.py)
+SIMCSE_STAGE = "simcse"  # the one stage of a SimCSE run
 
 
 @dataclass
@@ -50,12 +52,20 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
+    # batches of texts of similar token length (transformers' LengthGroupedSampler, seeded): less padding,
+    # faster steps (README "Performance"); off by default, batches are then drawn at random as in the paper
+    group_by_length: bool = False
     seed: int = 42
     save_steps: int = 100
     save_total_limit: int = 2
     logging_steps: int = 10
     report_to: list[str] | str = "none"  # any transformers logging integration: tensorboard, wandb, ...
     dataloader_num_workers: int = 0
+    # objective: text2token (the method) or simcse (the LLM2Vec-style baseline: one stage, no targets;
+    # `stages` must then stay unset or be [simcse], `steps`/`lr` are its steps and learning rate)
+    objective: str = "text2token"
+    simcse_temperature: float = 0.05  # cosine similarity / temperature
+    simcse_dropout: float = 0.3  # attention dropout during SimCSE training (LLM2Vec's simcse_dropout)
 
     def __post_init__(self):
         self.validate()
@@ -69,10 +79,20 @@ class TrainConfig:
         hints = typing.get_type_hints(TrainConfig)
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
-        bad = [s for s in self.stages if s not in STAGES]
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.objective == "simcse":
+            # one stage; the text2token default (stages left unset) is accepted and replaced
+            if self.stages not in (list(STAGES), [SIMCSE_STAGE]):
+                raise ConfigError(f"stages {self.stages} do not apply to objective simcse: it trains one stage "
+                                  f"({SIMCSE_STAGE!r}); leave stages unset")
+            self.stages = [SIMCSE_STAGE]
+        elif SIMCSE_STAGE in self.stages:
+            raise ConfigError(f"stage {SIMCSE_STAGE!r} needs objective: simcse (text2token stages: 'data', 'model')")
+        bad = [s for s in self.stages if s not in STAGES + (SIMCSE_STAGE,)]
         if bad or not self.stages:
             raise ConfigError(f"unknown stage(s) {bad or self.stages}: use 'data', 'model' or both")
-        self.stages = [s for s in STAGES if s in self.stages]
+        self.stages = [s for s in STAGES + (SIMCSE_STAGE,) if s in self.stages]
         if self.pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         if self.attention not in ATTENTION_MODES:
@@ -82,22 +102,29 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.stage2_steps is not None and self.stage2_steps < 1:
             raise ConfigError(f"stage2_steps must be at least 1, got {self.stage2_steps}")
-        for name in ("lr", "tau"):
+        for name in ("lr", "tau", "simcse_temperature"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.target_min_mass <= 1:
             raise ConfigError(f"target_min_mass must be in (0, 1], got {self.target_min_mass}")
         if self.weighting not in ("uniform", "idf"):
             raise ConfigError(f"unknown weighting {self.weighting!r}: use 'uniform' or 'idf'")
+        for name in ("lora_dropout", "simcse_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         return self
 
     # --------------------------------------------------------------- helpers
     @property
     def steps_of(self) -> dict[str, int]:
+        if self.objective == "simcse":
+            return {SIMCSE_STAGE: self.steps}
         return {"data": self.steps, "model": self.stage2_steps or self.steps}
 
     @property
     def lr_of(self) -> dict[str, float]:
+        if self.objective == "simcse":
+            return {SIMCSE_STAGE: self.lr}
         return {"data": self.lr, "model": self.stage2_lr or self.lr}
 
     def to_dict(self) -> dict:

@@ -93,8 +93,11 @@ def sts_score(model, pairs, batch_size: int = 64) -> float:
     import numpy as np
     from scipy.stats import spearmanr
 
-    a = model.encode([p[0] for p in pairs], batch_size=batch_size, normalize=True, show_progress=True)
-    b = model.encode([p[1] for p in pairs], batch_size=batch_size, normalize=True, show_progress=True)
+    unique = list(dict.fromkeys(text for pair in pairs for text in pair[:2]))  # each sentence encoded once
+    row = {text: i for i, text in enumerate(unique)}
+    vectors = model.encode(unique, batch_size=batch_size, normalize=True, show_progress=True)
+    a = vectors[[row[p[0]] for p in pairs]]
+    b = vectors[[row[p[1]] for p in pairs]]
     cosine = (a * b).sum(1)
     return float(spearmanr(cosine, np.array([p[2] for p in pairs])).statistic * 100)
 

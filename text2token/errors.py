@@ -27,3 +27,7 @@ class RunFolderError(Text2TokenError):
 
 class NonFiniteError(Text2TokenError, FloatingPointError):
     """Training produced a non-finite loss or gradient."""
+
+
+class DiskFullError(Text2TokenError, OSError):
+    """The disk (or quota) filled up while saving; what was there before is kept."""

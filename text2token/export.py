@@ -349,7 +349,10 @@ def model_card(model: Text2TokenModel, info: dict | None, results: dict | None, 
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
              "tags:", "- sentence-transformers", "- feature-extraction", "- sentence-similarity", "- text2token"]
     front += [f"base_model: {hub_id}"] if hub_id and hub_id.count("/") == 1 else []
-    made = (f"A text embedder made from the decoder LM `{backbone}` with Text2Token (unsupervised token target "
+    simcse = info.get("objective") == "simcse"
+    made = (f"A text embedder made from the decoder LM `{backbone}` with the unsupervised SimCSE baseline "
+            "(LLM2Vec-style: dropout views as positives, in-batch negatives)" if stages and simcse else
+            f"A text embedder made from the decoder LM `{backbone}` with Text2Token (unsupervised token target "
             "prediction; An et al. 2025, arXiv:2510.10224)" if stages else
             f"The decoder LM `{backbone}` as a text embedder with text2token's pooling, without Text2Token training")
     lines = front + ["---", "", f"# {title}", "",
@@ -367,14 +370,22 @@ def model_card(model: Text2TokenModel, info: dict | None, results: dict | None, 
               f"| Attention | {model.attention} |", f"| Prompt template | {template} |",
               f"| Max length | {model.max_length} tokens |", f"| Embedding dimension | {model.embedding_dim} |",
               f"| Normalized output | {'yes' if normalize else 'no (similarity: cosine)'} |", ""]
-    lines += ["## Method", "", "Text2Token trains the backbone (LoRA on the attention and MLP projections) so that its "
-              "pooled text representation e(x), projected through the backbone's own frozen LM head, predicts a target "
-              "distribution over the vocabulary (KL divergence). Stage 1 (data-driven): the target is uniform over "
-              "the text's own tokens, stop words and punctuation removed. Stage 2 (model-derived): the target comes "
-              "from the stage-1 model's token distribution, divided by a corpus background and sharpened with a "
-              "temperature τ, so it also names tokens that are not in the text. The embedding is e(x).", ""]
+    if simcse:
+        lines += ["## Method", "", "Unsupervised SimCSE as LLM2Vec trains it: LoRA on the attention and MLP projections; "
+                  "each text goes through the model twice with dropout, the two pooled embeddings of a text are a "
+                  "positive pair and the other texts of the batch its negatives (cross-entropy over cosine "
+                  f"similarity / temperature {hp.get('simcse_temperature', 0.05)}). The embedding is the pooled "
+                  "last hidden layer.", ""]
+    else:
+        lines += ["## Method", "", "Text2Token trains the backbone (LoRA on the attention and MLP projections) so that its "
+                  "pooled text representation e(x), projected through the backbone's own frozen LM head, predicts a target "
+                  "distribution over the vocabulary (KL divergence). Stage 1 (data-driven): the target is uniform over "
+                  "the text's own tokens, stop words and punctuation removed. Stage 2 (model-derived): the target comes "
+                  "from the stage-1 model's token distribution, divided by a corpus background and sharpened with a "
+                  "temperature τ, so it also names tokens that are not in the text. The embedding is e(x).", ""]
     if stages:
-        names = {"data": "stage 1, data-driven targets", "model": "stage 2, model-derived targets"}
+        names = {"data": "stage 1, data-driven targets", "model": "stage 2, model-derived targets",
+                 "simcse": "SimCSE (dropout positives, in-batch negatives)"}
         lines += ["Stages trained: " + "; ".join(names.get(s, s) for s in stages) + ".", ""]
         per_stage = training.get("stages", {})
         if per_stage:

@@ -39,12 +39,17 @@ def embed(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
 
 
 def vocab_logits(model, embedding: torch.Tensor) -> torch.Tensor:
-    """W_lm · e(x) in fp32, with the backbone's own (frozen) LM head."""
+    """W_lm · e(x) in fp32, with the backbone's own (frozen) LM head.
+
+    fp32 under bf16 autocast too (``train --bf16``, ``encode(autocast=True)``): autocast would
+    otherwise run this matmul in bf16 (logits of magnitude ~10-30 off by ~0.1) and cast the
+    whole LM head to bf16 at every call."""
     head = causal_lm(model).get_output_embeddings()
-    weight = head.weight.float()
-    logits = embedding.float() @ weight.T
-    bias = getattr(head, "bias", None)
-    return logits + bias.float() if bias is not None else logits
+    with torch.autocast(embedding.device.type, enabled=False):
+        weight = head.weight.float()
+        logits = embedding.float() @ weight.T
+        bias = getattr(head, "bias", None)
+        return logits + bias.float() if bias is not None else logits
 
 
 class Text2TokenModel:
@@ -104,20 +109,25 @@ class Text2TokenModel:
 
     @torch.inference_mode()
     def encode(self, texts, batch_size: int = 32, normalize: bool = False, show_progress: bool | None = None,
-               output: str = "dense", autocast: bool = False) -> np.ndarray:
+               output: str = "dense", autocast: bool = False, sparse_k: int = 64):
         """Embed texts: a float32 array ``[len(texts), embedding_dim]`` in input order.
 
         ``output="distribution"`` returns p(· | x) over the vocabulary instead of e(x).
+        ``output="sparse"`` returns a lexical vector per text: a ``scipy.sparse.csr_matrix``
+        ``[len(texts), vocab]`` (float32) holding the ``sparse_k`` largest probabilities of
+        p(· | x) at their token ids (not renormalised; rows L2-normalised with ``normalize``).
         """
         from tqdm.auto import tqdm
 
         if isinstance(texts, str):
             texts = [texts]
         texts = ["" if t is None else str(t) for t in texts]
-        if output not in ("dense", "distribution"):
-            raise ValueError(f"unknown output {output!r}: use 'dense' or 'distribution'")
+        if output not in ("dense", "distribution", "sparse"):
+            raise ValueError(f"unknown output {output!r}: use 'dense', 'distribution' or 'sparse'")
         self.model.eval()
         width = self.embedding_dim if output == "dense" else causal_lm(self.model).get_output_embeddings().weight.shape[0]
+        if output == "sparse":
+            return self._encode_sparse(texts, batch_size, normalize, show_progress, autocast, sparse_k, width)
         result = np.zeros((len(texts), width), dtype=np.float32)
         if not texts:
             return result
@@ -135,6 +145,33 @@ class Text2TokenModel:
             bar.update(len(index))
         bar.close()
         return result
+
+    def _encode_sparse(self, texts, batch_size, normalize, show_progress, autocast, sparse_k, vocab):
+        """The ``sparse_k`` largest entries of p(· | x) per text, as a CSR matrix (see :meth:`encode`)."""
+        import scipy.sparse
+        from tqdm.auto import tqdm
+
+        if not isinstance(sparse_k, int) or sparse_k < 1:
+            raise ValueError(f"sparse_k must be a positive integer, got {sparse_k!r}")
+        k = min(sparse_k, vocab)
+        ids = np.zeros((len(texts), k), dtype=np.int64)
+        weights = np.zeros((len(texts), k), dtype=np.float32)
+        if show_progress is None:
+            show_progress = len(texts) > 4 * batch_size
+        bar = tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress)
+        for index, batch in self.batches(texts, batch_size):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                e = embed(self.model, batch, self.pooling)
+            values, top = torch.softmax(vocab_logits(self.model, e), dim=-1).topk(k, dim=-1)
+            ids[index], weights[index] = top.cpu().numpy(), values.float().cpu().numpy()
+            bar.update(len(index))
+        bar.close()
+        if normalize:
+            weights /= np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12)
+        matrix = scipy.sparse.csr_matrix((weights.ravel(), ids.ravel(), np.arange(0, ids.size + 1, k)),
+                                         shape=(len(texts), vocab), dtype=np.float32)
+        matrix.sort_indices()
+        return matrix
 
     @torch.inference_mode()
     def top_tokens(self, text: str, k: int = 10) -> list[tuple[str, float]]:

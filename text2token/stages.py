@@ -7,9 +7,14 @@ Run folder::
     RUN/stage1/checkpoints/      Trainer checkpoints (adapter only, optimizer, RNG state)
     RUN/stage1/adapter/          the finished stage-1 adapter
     RUN/stage1/log.jsonl         loss, learning rate, grad norm per logging step
+    RUN/stage1/summary.json      the finished stage's texts, steps, losses, seconds (kept across a resume)
     RUN/stage2/targets.pt        background and sparse teacher targets (computed once)
     RUN/stage2/...               as stage 1
     RUN/text2token_config.json   written last: backbone, pooling, attention, adapters, hyper-parameters
+
+With ``objective: simcse`` (the LLM2Vec-style baseline, :mod:`text2token.contrastive`) the run has one
+stage, ``simcse``, in ``RUN/simcse/`` (checkpoints, adapter, log.jsonl as above, no targets); the rest
+of the folder is the same, so ``text2token.load`` opens it unchanged.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from . import distributed as dist
 from .backbone import DEFAULT_BACKBONE, load_backbone
 from .config import TrainConfig
 from .data import read_corpus
@@ -36,7 +43,8 @@ from .training import train_stage
 
 log = logging.getLogger(__name__)
 TRAIN_CONFIG = "train_config.json"
-STAGE_DIRS = {"data": "stage1", "model": "stage2"}
+STAGE_SUMMARY = "summary.json"  # RUN/stageN/summary.json: a finished stage's texts, steps, losses, timings
+STAGE_DIRS = {"data": "stage1", "model": "stage2", "simcse": "simcse"}
 FORMAT_VERSION = 1
 
 
@@ -46,22 +54,45 @@ def save_adapter(peft_model, folder: Path) -> None:
         peft_model.save_pretrained(str(tmp))
 
 
-def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+def read_train_config(run: Path) -> dict:
+    """The saved TrainConfig of a run folder, as a dict (a damaged file is one clear error)."""
+    try:
+        values = json.loads((run / TRAIN_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"cannot read {run / TRAIN_CONFIG}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise RunFolderError(f"{run / TRAIN_CONFIG} does not hold a configuration")
+    return values
+
+
+def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool, check_only: bool = False) -> Path:
+    """The run folder: checked (resume: it holds a run; else: it is new, empty, or --overwrite), then made.
+
+    ``check_only``: raise what would be refused, but create and delete nothing (a fresh run checks
+    first, loads the backbone and builds stage-1 targets, and only then makes the folder, so that a
+    bad model or corpus leaves no half-started run behind).
+    """
     if not config.output:
         raise RunFolderError("no output folder: pass --output RUN_DIR")
     run = Path(config.output).expanduser()
     saved = run / TRAIN_CONFIG
+    if run.exists() and not run.is_dir():
+        raise RunFolderError(f"{run} is a file, not a run folder: choose another --output")
     if resume:
         if not saved.is_file():
             raise RunFolderError(f"cannot resume {run}: it holds no {TRAIN_CONFIG}")
         return run
     if run.exists() and any(run.iterdir()):
-        if saved.is_file() and json.loads(saved.read_text()) == config.to_dict() and not overwrite:
+        if saved.is_file() and read_train_config(run) == config.to_dict() and not overwrite:
             raise RunFolderError(f"{run} already holds this run: continue it with `text2token train --resume {run}` "
                                  "or start again with --overwrite")
         if not overwrite:
             raise RunFolderError(f"{run} already exists and is not empty: choose another --output or pass --overwrite")
+        if check_only:
+            return run
         shutil.rmtree(run)
+    if check_only:
+        return run
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, json.dumps(config.to_dict(), indent=2))
     return run
@@ -75,18 +106,45 @@ def corpus_split(config: TrainConfig, world_size: int = 1):
     order = list(range(len(texts)))
     random.Random(config.seed).shuffle(order)
     shuffled = [texts[i] for i in order]
-    stage1 = shuffled[: need.get("data", 0)]
+    # exactly steps x global batch texts (the corpus repeated if it is smaller): every step sees a
+    # full batch, so a run gives the same batches whatever the number of processes
+    stage1 = _cycle(shuffled, need.get("data", 0))
     # stage 2 takes the texts after stage 1's where the corpus is large enough, else wraps around
     start = len(stage1) % len(shuffled)
     rotated = shuffled[start:] + shuffled[:start]
-    stage2 = rotated[: need.get("model", 0)]
-    return {"data": stage1, "model": stage2, "all": shuffled}, stats
+    stage2 = _cycle(rotated, need.get("model", 0))
+    simcse = shuffled[: need.get("simcse", 0)]
+    return {"data": stage1, "model": stage2, "simcse": simcse, "all": shuffled}, stats
+
+
+def _cycle(items: list, count: int) -> list:
+    """The first ``count`` items of ``items`` repeated end to end."""
+    if len(items) >= count:
+        return items[:count]
+    return [items[i % len(items)] for i in range(count)]
+
+
+def target_block(config: TrainConfig) -> int:
+    """Texts per block (and per teacher batch) of target building: the global batch, at most
+    ``distributed.MAX_BLOCK``. It depends on the global batch only, not on how many processes share it."""
+    return max(1, min(config.batch_size * config.grad_accum * dist.world_size(), dist.MAX_BLOCK))
 
 
 def build_stage1_targets(tokenizer, texts: list[str], config: TrainConfig):
-    builder = (DataDrivenTargets.with_idf(tokenizer, texts) if config.weighting == "idf"
-               else DataDrivenTargets(tokenizer))
-    targets = builder(texts)
+    """Data-driven targets for ``texts``. With several processes each builds its own blocks of
+    texts (IDF counts summed over all), and the targets are gathered so every rank holds all."""
+    blocks = dist.block_ranges(len(texts), target_block(config))
+    builder = DataDrivenTargets(tokenizer)
+    if config.weighting == "idf":
+        df = np.zeros(0)
+        for a, b in blocks:
+            counts = builder.document_frequencies(texts[a:b])
+            df = counts if not len(df) else df + counts
+        if not len(df):
+            df = builder.document_frequencies([])
+        df = dist.all_reduce_sum(torch.from_numpy(df)).numpy()
+        builder = DataDrivenTargets.with_idf(tokenizer, document_frequencies=df, num_documents=len(texts))
+    targets = dist.gather_lists([q for a, b in blocks for q in builder(texts[a:b])])
     kept = [(t, q) for t, q in zip(texts, targets) if len(q[0])]
     skipped = len(texts) - len(kept)
     if not kept:
@@ -105,27 +163,74 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     return {"vocab_size": len(tokenizer), "vocab_sha1": digest}
 
 
+def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float):
+    if not cache.is_file():
+        return None
+    saved = torch.load(cache, weights_only=False)
+    if saved.get("tokenizer") != fingerprint:
+        raise RunFolderError(f"{cache} was built with another tokenizer or vocabulary "
+                             f"({saved.get('tokenizer')} vs {fingerprint}); delete it to rebuild")
+    if saved.get("texts") == count and saved.get("tau") == tau:
+        log.info("stage 2: reusing teacher targets from %s", cache)
+        return saved["targets"], saved["background"]
+    return None
+
+
 def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_texts: list[str],
                          config: TrainConfig, cache: Path):
-    """Background and sparse teacher targets, computed once and cached in the run folder."""
+    """Background and sparse teacher targets, computed once and cached in the run folder.
+
+    With several processes: each rank runs the teacher over its own blocks of texts (one block is
+    one teacher batch of :func:`target_block` texts, so a text is batched with the same neighbours
+    whatever the world size);
+    the background's logit sums are all-reduced, the targets gathered in order. The main process
+    writes the cache; on resume it reads it and sends it to every rank (no shared disk needed).
+    """
     fingerprint = tokenizer_fingerprint(teacher.tokenizer)
-    if cache.is_file():
-        saved = torch.load(cache, weights_only=False)
-        if saved.get("tokenizer") != fingerprint:
-            raise RunFolderError(f"{cache} was built with another tokenizer or vocabulary "
-                                 f"({saved.get('tokenizer')} vs {fingerprint}); delete it to rebuild")
-        if saved.get("texts") == len(texts) and saved.get("tau") == config.tau:
-            log.info("stage 2: reusing teacher targets from %s", cache)
-            return saved["targets"], saved["background"]
-    logit_sum = mean_teacher_logits(teacher, background_texts, config.batch_size)
-    background = background_distribution(logit_sum, len(background_texts))
-    targets, kept_mass = teacher_targets(teacher, texts, background, config.tau, config.batch_size,
-                                         config.target_max_k, config.target_min_mass)
+    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau)
+    if saved is not None:
+        return saved
+    teacher.model.to(dist.local_device())
+    quiet = not dist.is_main()
+    from tqdm.auto import tqdm
+
+    logit_sum = torch.zeros(teacher.model.get_output_embeddings().weight.shape[0], dtype=torch.float64,
+                            device=teacher.device)
+    block = target_block(config)
+    blocks = dist.block_ranges(len(background_texts), block)
+    bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: background", unit="text", disable=quiet)
+    for a, b in blocks:
+        logit_sum += mean_teacher_logits(teacher, background_texts[a:b], block, show_progress=False)
+        bar.update(b - a)
+    bar.close()
+    background = background_distribution(dist.all_reduce_sum(logit_sum), len(background_texts))
+    targets, kept_mass = [], 1.0
+    blocks = dist.block_ranges(len(texts), block)
+    bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: teacher targets", unit="text", disable=quiet)
+    for a, b in blocks:
+        rows, mass = teacher_targets(teacher, texts[a:b], background, config.tau, block,
+                                     config.target_max_k, config.target_min_mass, show_progress=False)
+        targets.extend(rows)
+        kept_mass = min(kept_mass, mass)
+        bar.update(b - a)
+    bar.close()
+    targets = dist.gather_lists(targets)
+    kept_mass = min(dist.gather_lists([kept_mass]))
+    background = background.cpu()
     log.info("stage 2: %d teacher targets, smallest mass kept %.6f", len(targets), kept_mass)
     payload = {"tokenizer": fingerprint, "texts": len(texts), "tau": config.tau, "background": background,
                "targets": targets, "kept_mass": kept_mass}
-    atomic_torch_save(cache, payload)
+    dist.on_main(atomic_torch_save, cache, payload)
     return targets, background
+
+
+def _digest(texts: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
 
 
 def _backbone_reference(name: str | None) -> str:
@@ -139,29 +244,50 @@ def _backbone_reference(name: str | None) -> str:
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
     """Run the configured stages; return the run folder, loadable with ``text2token.load``."""
     started = time.time()
+    # under `accelerate launch`/torchrun: the main process decides and writes, see text2token/distributed.py
+    dist.start()
+    dist.quiet_other_ranks()
     if resume:
-        run = prepare_run_dir(config, resume=True, overwrite=False)
-        config = TrainConfig.from_dict(json.loads((run / TRAIN_CONFIG).read_text()), source=str(run / TRAIN_CONFIG))
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        run = dist.on_main(prepare_run_dir, config, resume=True, overwrite=False)
+        saved = dist.on_main(read_train_config, run)
+        config = TrainConfig.from_dict(saved, source=str(run / TRAIN_CONFIG))
+        finished = [run / RUN_CONFIG] + [run / STAGE_DIRS[s] / "adapter" / "adapter_config.json" for s in config.stages]
+        if dist.on_main(lambda: all(path.is_file() for path in finished)):  # its record stays as it is
+            log.warning("%s already finished training: nothing to resume", run)
+            return run
+    world_size = dist.world_size()
     corpus, stats = corpus_split(config, world_size)  # bad data fails before any folder is made
-    if not resume:
-        run = prepare_run_dir(config, resume=False, overwrite=overwrite)
+    dist.check_same_everywhere((len(corpus["all"]), _digest(corpus["all"])), "corpus")
+    if not resume:  # refuse a taken folder now, but make it only once backbone and targets are known good
+        dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite, check_only=True)
     model, tokenizer, source = load_backbone(config.model, attention=config.attention)
+    stage1 = None if resume or "data" not in config.stages else build_stage1_targets(tokenizer, corpus["data"], config)
+    if not resume:
+        run = dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite)
     summary = {"corpus": {**stats.__dict__, "problems": stats.problems}, "stages": {}}
     adapters = []
     for stage in config.stages:
         stage_dir = run / STAGE_DIRS[stage]
         adapter_dir = stage_dir / "adapter"
-        if adapter_dir.is_dir() and (adapter_dir / "adapter_config.json").is_file():
+        if dist.on_main(lambda: adapter_dir.is_dir() and (adapter_dir / "adapter_config.json").is_file()):
             log.info("%s: finished adapter found, skipping", stage_dir.name)
             model = apply_adapters(model, [adapter_dir])
             adapters.append(str(adapter_dir.relative_to(run)))
+            done = dist.on_main(lambda: json.loads((stage_dir / STAGE_SUMMARY).read_text())
+                                if (stage_dir / STAGE_SUMMARY).is_file() else None)
+            if done is not None:  # the finished stage's numbers, kept across a resume
+                summary["stages"][stage] = done
             continue
         stage_started = time.time()
         info = {}
         if stage == "data":
-            texts, targets, skipped = build_stage1_targets(tokenizer, corpus["data"], config)
+            texts, targets, skipped = stage1 or build_stage1_targets(tokenizer, corpus["data"], config)
             info["empty_targets_skipped"] = skipped
+        elif stage == "simcse":
+            from .contrastive import prepare_dropout
+
+            texts, targets = corpus["simcse"], None
+            info["dropout"] = prepare_dropout(model, config)
         else:
             model.eval()
             teacher = Text2TokenModel(model, tokenizer, config.pooling, config.attention, config.max_length,
@@ -173,15 +299,17 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         for p in model.parameters():
             p.requires_grad_(False)
         peft_model, trainer = train_stage(model, tokenizer, texts, targets, config, stage, stage_dir, resume=resume)
-        save_adapter(peft_model, adapter_dir)
+        dist.on_main(save_adapter, peft_model, adapter_dir)
         model = peft_model.merge_and_unload()
         adapters.append(str(adapter_dir.relative_to(run)))
         losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
         info.update(texts=len(texts), steps=trainer.state.global_step, seconds=round(time.time() - stage_started, 1),
                     first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
         summary["stages"][stage] = info
+        dist.on_main(atomic_write_text, stage_dir / STAGE_SUMMARY, json.dumps(info, indent=2))
     record = {
         "format_version": FORMAT_VERSION,
+        "objective": config.objective,
         "model": {"backbone": _backbone_reference(config.model), "pooling": config.pooling,
                   "attention": config.attention, "max_length": config.max_length, "prompt": config.prompt},
         "adapters": adapters,
@@ -189,6 +317,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         "hyperparameters": config.to_dict(),
         "training": {**summary, "seconds": round(time.time() - started, 1)},
     }
-    atomic_write_text(run / RUN_CONFIG, json.dumps(record, indent=2))
+    dist.on_main(atomic_write_text, run / RUN_CONFIG, json.dumps(record, indent=2))
     log.info("run saved to %s", run)
     return run

@@ -3,7 +3,9 @@
 The Trainer (through accelerate) brings multi-GPU (DDP, FSDP, DeepSpeed), bf16, gradient
 accumulation, checkpoints, resume and logging backends. What is ours: the loss module,
 which goes through the (possibly DDP-wrapped) module's ``forward`` so gradient sync works;
-saving only the LoRA adapter in checkpoints; and the stop on a non-finite loss or gradient.
+saving only the LoRA adapter in checkpoints; crash-safe checkpoints (a completion marker written
+last, old checkpoints deleted only after it, a full disk reported in one line); and the stop on a
+non-finite loss or gradient.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import safetensors.torch
@@ -18,12 +21,16 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from .errors import NonFiniteError
+from .errors import DiskFullError, NonFiniteError, RunFolderError
+from .files import atomic_write_text, free_space, fsync_tree, is_disk_full
 from .model import embed, vocab_logits
 from .objective import kl_loss, pad_targets
 from .pooling import TextEncoder
 
 ADAPTER_FILE = "adapter_model.safetensors"
+# written last into a checkpoint, once all its files are on disk: their sizes. A checkpoint folder
+# without it (killed or out of disk space while saving) is never resumed from, and is removed.
+COMPLETE_FILE = "text2token_complete.json"
 
 
 class TargetDataset(torch.utils.data.Dataset):
@@ -38,6 +45,29 @@ class TargetDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return {"text": self.texts[i], "target": self.targets[i]}
+
+
+class TextDataset(torch.utils.data.Dataset):
+    """Texts alone (the SimCSE baseline has no targets)."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def __len__(self):
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        return {"text": self.texts[i]}
+
+
+class TextCollator:
+    """Tokenizes a batch of texts."""
+
+    def __init__(self, text_encoder: TextEncoder):
+        self.text_encoder = text_encoder
+
+    def __call__(self, rows):
+        return self.text_encoder([r["text"] for r in rows])
 
 
 class Collator:
@@ -69,15 +99,63 @@ class TokenTargetObjective(nn.Module):
 class StageTrainer(Trainer):
     """A Trainer whose checkpoints hold only the LoRA adapter, and which stops on NaN/inf."""
 
+    # token count of each training text, set for ``group_by_length``: batches of similar length
+    lengths: list[int] | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        # seeded: the same batches on a resume (a stage is one pass over its texts)
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=self.lengths, generator=torch.Generator().manual_seed(self.args.seed))
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         loss = outputs["loss"]
         if not torch.isfinite(loss.detach()).all():
-            raise NonFiniteError(
-                f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; training stopped. "
-                f"The last good checkpoint is kept in {self.args.output_dir}"
-            )
+            raise NonFiniteError(f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; "
+                                 f"training stopped. {kept_checkpoint_note(self.args.output_dir)}")
         return (loss, outputs) if return_outputs else loss
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, made crash-safe.
+
+        transformers writes a checkpoint's files in place, one after the other (adapter, optimizer,
+        scheduler, RNG state, trainer state) and then deletes old checkpoints beyond
+        ``save_total_limit``. Here the folder gets :data:`COMPLETE_FILE` once all its files are
+        flushed to disk, and old checkpoints are deleted only after that. A failed save (a full disk)
+        removes the partial folder, keeps the previous checkpoint and says so in one line.
+        """
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        keep, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            if self.args.should_save:
+                (folder / COMPLETE_FILE).unlink(missing_ok=True)
+            super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                mark_complete(folder, self.state.global_step)
+        except Exception as exc:
+            if not self.args.should_save:
+                raise
+            full = is_disk_full(exc, folder.parent)
+            shutil.rmtree(folder, ignore_errors=True)
+            what = "disk full" if full else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = (f"{what} while saving {folder.name} in {folder.parent} ({free_space(folder.parent)} free); "
+                       f"training stopped{'; free some space' if full else ''}. {kept_checkpoint_note(folder.parent)}")
+            if full:
+                raise DiskFullError(message) from exc
+            if isinstance(exc, OSError):
+                raise RunFolderError(message) from exc
+            raise
+        finally:
+            self.args.save_total_limit = keep
+        if self.args.should_save:
+            remove_old_checkpoints(folder.parent, keep)
 
     def _peft(self):
         return self.accelerator.unwrap_model(self.model, keep_torch_compile=False).peft_model
@@ -105,10 +183,8 @@ class FiniteGradients(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         for name, p in self.objective.named_parameters():
             if p.grad is not None and not torch.isfinite(p.grad).all():
-                raise NonFiniteError(
-                    f"non-finite gradient in {name} at step {state.global_step + 1}; training stopped. "
-                    f"The last good checkpoint is kept in {args.output_dir}"
-                )
+                raise NonFiniteError(f"non-finite gradient in {name} at step {state.global_step + 1}; "
+                                     f"training stopped. {kept_checkpoint_note(args.output_dir)}")
 
 
 class JsonlLog(TrainerCallback):
@@ -120,8 +196,14 @@ class JsonlLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"stage": self.stage, "step": state.global_step, **logs}
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with self.path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                if not is_disk_full(exc, self.path.parent):
+                    raise
+                raise DiskFullError(f"disk full while writing {self.path} at step {state.global_step}; training "
+                                    f"stopped; free some space. {kept_checkpoint_note(args.output_dir)}") from exc
 
 
 def add_lora(model, config):
@@ -163,36 +245,101 @@ def training_arguments(config, stage: str, output_dir: Path) -> TrainingArgument
 
 def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir: Path,
                 resume: bool = False):
-    """Train a fresh LoRA adapter on ``model`` for one stage; return the peft model and its trainer."""
+    """Train a fresh LoRA adapter on ``model`` for one stage; return the peft model and its trainer.
+
+    Stage ``simcse`` (objective simcse) trains the SimCSE baseline of :mod:`text2token.contrastive`
+    on ``texts`` alone (``targets`` is ignored); ``data`` and ``model`` train Text2Token.
+    """
     from transformers import set_seed
 
-    set_seed(config.seed + (0 if stage == "data" else 1))  # the adapter's init must not depend on history
+    set_seed(config.seed + (1 if stage == "model" else 0))  # the adapter's init must not depend on history
     peft_model = add_lora(model, config)
-    objective = TokenTargetObjective(peft_model, config.pooling)
     encoder = TextEncoder(tokenizer, config.pooling, config.max_length, config.prompt)
+    if stage == "simcse":
+        from .contrastive import SimCSEObjective
+
+        objective = SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
+        dataset, collator = TextDataset(texts), TextCollator(encoder)
+    else:
+        objective = TokenTargetObjective(peft_model, config.pooling)
+        dataset, collator = TargetDataset(texts, targets), Collator(encoder)
     args = training_arguments(config, stage, stage_dir / "checkpoints")
     trainer = StageTrainer(
         model=objective,
         args=args,
-        train_dataset=TargetDataset(texts, targets),
-        data_collator=Collator(encoder),
+        train_dataset=dataset,
+        data_collator=collator,
         callbacks=[FiniteGradients(objective), JsonlLog(stage_dir / "log.jsonl", stage)],
     )
-    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    if config.group_by_length:
+        trainer.lengths = [len(ids) for ids in encoder.token_ids(texts)]
+    checkpoint = None
+    if resume:
+        checkpoint = last_checkpoint(stage_dir / "checkpoints")
+        if trainer.args.should_save:
+            remove_incomplete_checkpoints(stage_dir / "checkpoints")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return peft_model, trainer
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (adapter and trainer state both written), if any."""
-    if not folder.is_dir():
-        return None
-    done = []
-    for path in folder.glob("checkpoint-*"):
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint-N`` folder, complete or not, oldest first."""
+    found = []
+    for path in Path(folder).glob("checkpoint-*") if Path(folder).is_dir() else []:
         try:
-            step = int(path.name.split("-")[1])
-        except (IndexError, ValueError):
+            found.append((int(path.name.split("-", 1)[1]), path))
+        except ValueError:
             continue
-        if (path / ADAPTER_FILE).is_file() and (path / "trainer_state.json").is_file():
-            done.append((step, path))
-    return max(done)[1] if done else None
+    return sorted(found)
+
+
+def mark_complete(folder: Path, step: int) -> None:
+    """Flush a checkpoint's files to disk, then write :data:`COMPLETE_FILE` (atomically) listing them."""
+    sizes = fsync_tree(folder)
+    missing = [name for name in (ADAPTER_FILE, "trainer_state.json") if name not in sizes]
+    if missing:
+        raise RunFolderError(f"checkpoint {folder} lacks {', '.join(missing)} after saving")
+    atomic_write_text(folder / COMPLETE_FILE, json.dumps({"step": step, "files": sizes}, indent=1))
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a checkpoint folder was completely written: its marker, and every file it lists at its size."""
+    try:
+        record = json.loads((Path(folder) / COMPLETE_FILE).read_text(encoding="utf-8"))
+        files = record["files"]
+        return (ADAPTER_FILE in files and "trainer_state.json" in files
+                and all((Path(folder) / name).stat().st_size == size for name, size in files.items()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (see :func:`is_complete`), if any; partial ones are ignored."""
+    done = [path for _, path in _checkpoints(folder) if is_complete(path)]
+    return done[-1] if done else None
+
+
+def remove_incomplete_checkpoints(folder: Path) -> None:
+    """Delete checkpoint folders a crash or a full disk left half-written (main process only)."""
+    for _, path in _checkpoints(folder):
+        if not is_complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_old_checkpoints(folder: Path, keep: int | None) -> None:
+    """Keep the ``keep`` newest complete checkpoints (``None``/0: all); the marker goes first."""
+    if not keep or keep <= 0:
+        return
+    done = [path for _, path in _checkpoints(folder) if is_complete(path)]
+    for path in done[:-keep]:
+        (path / COMPLETE_FILE).unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def kept_checkpoint_note(folder) -> str:
+    """One sentence for error messages: which checkpoint a resume would start from."""
+    checkpoint = last_checkpoint(Path(folder))
+    run = Path(folder).parent.parent
+    if checkpoint is None:
+        return f"No checkpoint of this stage is complete yet; `text2token train --resume {run}` restarts it."
+    return f"The last complete checkpoint, {checkpoint}, is kept: continue with `text2token train --resume {run}`."

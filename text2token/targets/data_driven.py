@@ -70,12 +70,23 @@ class DataDrivenTargets:
             out.append((ids, (w / w.sum()).astype(np.float32)))
         return out
 
-    @classmethod
-    def with_idf(cls, tokenizer, corpus: list[str], **kwargs) -> "DataDrivenTargets":
-        """Inverse-document-frequency weighting over ``corpus`` (an experiment option)."""
-        plain = cls(tokenizer, **kwargs)
-        df = np.zeros(max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1), dtype=np.float64)
-        for ids in plain.token_sets(corpus):
+    def document_frequencies(self, corpus: list[str]) -> np.ndarray:
+        """How many texts of ``corpus`` hold each token id (float64, summable across shards)."""
+        df = np.zeros(max(len(self.tokenizer), max(self.tokenizer.get_vocab().values()) + 1), dtype=np.float64)
+        for ids in self.token_sets(corpus):
             df[ids] += 1
-        idf = np.log((1 + len(corpus)) / (1 + df)) + 1.0
+        return df
+
+    @classmethod
+    def with_idf(cls, tokenizer, corpus: list[str] | None = None, document_frequencies: np.ndarray | None = None,
+                 num_documents: int | None = None, **kwargs) -> "DataDrivenTargets":
+        """Inverse-document-frequency weighting over ``corpus`` (an experiment option).
+
+        Or from counts made elsewhere (for example summed over the shards of several processes):
+        ``document_frequencies`` and ``num_documents`` instead of ``corpus``.
+        """
+        if document_frequencies is None:
+            document_frequencies = cls(tokenizer, **kwargs).document_frequencies(corpus)
+            num_documents = len(corpus)
+        idf = np.log((1 + num_documents) / (1 + np.asarray(document_frequencies, dtype=np.float64))) + 1.0
         return cls(tokenizer, weighting="idf", idf=idf, **kwargs)

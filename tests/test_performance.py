@@ -1,0 +1,116 @@
+"""Behaviour the performance work relies on: bf16 autocast on a CPU, and stage-1 targets that do not
+depend on how texts are batched for tokenisation."""
+
+import numpy as np
+import torch
+
+import text2token
+from text2token.backbone import load_tokenizer
+from text2token.config import TrainConfig
+from text2token.model import Text2TokenModel, embed, vocab_logits
+from text2token.stages import build_stage1_targets
+from text2token.targets import DataDrivenTargets
+
+TEXTS = ["The cat sat on the mat.", "Economists study inflation, interest rates and unemployment.",
+         "A quick brown fox jumps over the lazy dog near the river.", "", "the and of", "Rain fell."] * 7
+
+
+def test_vocab_logits_stay_fp32_under_bf16_autocast(tiny_llama):
+    model = Text2TokenModel.load(tiny_llama)
+    batch = model.text_encoder(TEXTS[:3])
+    with torch.inference_mode():
+        e = embed(model.model, batch, "mean")
+        plain = vocab_logits(model.model, e)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = vocab_logits(model.model, e)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=1e-5)
+
+
+def test_bf16_training_runs_on_cpu_under_autocast(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import text2token.training as training
+
+    seen = []
+    real = training.kl_loss
+
+    def spy(logits, *args):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), logits.dtype))
+        return real(logits, *args)
+
+    monkeypatch.setattr(training, "kl_loss", spy)
+    config = TrainConfig(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"), steps=2,
+                         batch_size=4, max_length=32, save_steps=100, logging_steps=1, stages=["data"], bf16=True)
+    run = text2token.train(config)
+    # TrainingArguments(bf16=True) on a CPU runs the loss module under bf16 autocast; the logits stay fp32
+    assert seen and all(s == (True, torch.bfloat16, torch.float32) for s in seen)
+    vectors = text2token.load(str(run)).encode(TEXTS[:3])
+    assert vectors.dtype == np.float32 and np.isfinite(vectors).all()
+
+
+def test_stage1_targets_do_not_depend_on_tokenisation_batches(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    builder = DataDrivenTargets(tok)
+    one_by_one = [builder([t])[0] for t in TEXTS]
+    texts, targets, skipped = build_stage1_targets(tok, TEXTS, TrainConfig(batch_size=4))
+    expected = [(t, q) for t, q in zip(TEXTS, one_by_one) if len(q[0])]
+    assert skipped == len(TEXTS) - len(expected) and texts == [t for t, _ in expected]
+    for (ids, w), (_, (ids2, w2)) in zip(targets, expected):
+        assert ids.tolist() == ids2.tolist() and np.array_equal(w, w2)
+
+
+def _config(tiny, corpus_file, out, **kw):
+    values = dict(model=tiny, data=[str(corpus_file)], output=str(out), steps=6, batch_size=4, max_length=32,
+                  save_steps=2, logging_steps=1, background_samples=16, lr=1e-3, stages=["data"])
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_group_by_length_batches_texts_of_similar_length(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import text2token.training as training
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    seen = []
+    real = training.Collator.__call__
+
+    def spy(self, rows):
+        batch = real(self, rows)
+        seen.append(batch["attention_mask"].sum(1).tolist())
+        return batch
+
+    monkeypatch.setattr(training.Collator, "__call__", spy)
+    # 16 steps x 4 texts: LengthGroupedSampler sorts within megabatches of min(64 // 16, 50) = 4 batches
+    text2token.train(_config(tiny_llama, corpus_file, tmp_path / "grouped", group_by_length=True, steps=16))
+    grouped = [b for b in seen]
+    seen.clear()
+    text2token.train(_config(tiny_llama, corpus_file, tmp_path / "random", steps=16))
+    efficiency = {name: sum(map(sum, bs)) / sum(len(b) * max(b) for b in bs)
+                  for name, bs in (("grouped", grouped), ("random", list(seen)))}
+    assert len(grouped) == 16 and efficiency["grouped"] > efficiency["random"]
+    assert sorted(x for b in grouped for x in b) == sorted(x for b in seen for x in b)  # the same texts
+    sampler = LengthGroupedSampler(4, lengths=[5, 1, 3, 9] * 4, generator=torch.Generator().manual_seed(0))
+    assert list(sampler) == list(LengthGroupedSampler(4, lengths=[5, 1, 3, 9] * 4,
+                                                      generator=torch.Generator().manual_seed(0)))
+
+
+def test_group_by_length_resume_gives_the_same_model(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    import pytest
+
+    import text2token.training as training
+
+    reference = text2token.load(str(text2token.train(_config(tiny_llama, corpus_file, tmp_path / "a",
+                                                             group_by_length=True))))
+    real = training.kl_loss
+    calls = {"n": 0}
+
+    def crash(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after checkpoint-4
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "kl_loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        text2token.train(_config(tiny_llama, corpus_file, tmp_path / "b", group_by_length=True))
+    monkeypatch.setattr(training, "kl_loss", real)
+    resumed = text2token.load(str(text2token.train(TrainConfig(output=str(tmp_path / "b")), resume=True)))
+    assert np.abs(resumed.encode(TEXTS[:3]) - reference.encode(TEXTS[:3])).max() <= 1e-5
