@@ -37,6 +37,7 @@ def test_json_file(tmp_path):
     ({"attention": "sideways"}, "unknown attention"),
     ({"stages": ["data", "teacher"]}, "unknown stage"),
     ({"tau": 0}, "tau must be positive"),
+    ({"dtype": "fp8"}, "unknown dtype"),
 ])
 def test_bad_values_are_clear_errors(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -131,3 +131,28 @@ def test_texts_with_empty_targets_are_skipped_and_all_empty_is_an_error(tiny_lla
     f.write_text("the and of\n!!! ???\n" * 4)
     with pytest.raises(DataError, match="every text's data-driven target is empty"):
         text2token.train(small(tiny_llama, f, tmp_path / "run", stages=["data"]))
+
+
+def test_bfloat16_weights_train_with_fp32_adapters(tiny_llama, corpus_file, tmp_path, monkeypatch):
+    """dtype bfloat16 loads the backbone in bf16 (half the memory); LoRA weights and the loss stay fp32."""
+    from text2token import training
+
+    seen = {}
+    original = training.add_lora
+
+    def spy(model, config):
+        peft_model = original(model, config)
+        seen["base"] = {p.dtype for n, p in peft_model.named_parameters() if "lora_" not in n}
+        seen["lora"] = {p.dtype for n, p in peft_model.named_parameters() if "lora_" in n}
+        return peft_model
+
+    monkeypatch.setattr(training, "add_lora", spy)
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", stages=["data"], dtype="bfloat16",
+                                 lr=1e-3))
+    assert seen["base"] == {torch.bfloat16} and seen["lora"] == {torch.float32}
+    logs = [json.loads(line) for line in (run / "stage1" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in logs if "loss" in r)
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["dtype"] == "bfloat16"
+    trained = text2token.load(str(run)).encode(PROBE)
+    assert np.isfinite(trained).all() and trained.dtype == np.float32

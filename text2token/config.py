@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .pooling import POOLINGS, PROMPT_EOL
 
 STAGES = ("data", "model")
+DTYPES = ("float32", "bfloat16", "float16")  # dtype of the backbone weights while training
 OBJECTIVES = ("text2token", "simcse")  # simcse: the LLM2Vec-style unsupervised SimCSE baseline (contrastive.py)
 SIMCSE_STAGE = "simcse"  # the one stage of a SimCSE run
 
@@ -51,6 +52,7 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     bf16: bool = False
+    dtype: str = "float32"  # backbone weights: bfloat16 halves the memory of a large backbone (LoRA stays fp32)
     gradient_checkpointing: bool = False
     # batches of texts of similar token length (transformers' LengthGroupedSampler, seeded): less padding,
     # faster steps (README "Performance"); off by default, batches are then drawn at random as in the paper
@@ -95,6 +97,8 @@ class TrainConfig:
         self.stages = [s for s in STAGES + (SIMCSE_STAGE,) if s in self.stages]
         if self.pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.attention not in ATTENTION_MODES:
             raise ConfigError(f"unknown attention {self.attention!r}: choose one of {', '.join(ATTENTION_MODES)}")
         for name in ("steps", "batch_size", "grad_accum", "max_length", "lora_r", "save_steps", "max_chars"):

@@ -113,7 +113,7 @@ def corpus_split(config: TrainConfig, world_size: int = 1):
     start = len(stage1) % len(shuffled)
     rotated = shuffled[start:] + shuffled[:start]
     stage2 = _cycle(rotated, need.get("model", 0))
-    simcse = shuffled[: need.get("simcse", 0)]
+    simcse = _cycle(shuffled, need.get("simcse", 0))  # the texts of stage 1 then stage 2 of a Text2Token run
     return {"data": stage1, "model": stage2, "simcse": simcse, "all": shuffled}, stats
 
 
@@ -260,7 +260,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     dist.check_same_everywhere((len(corpus["all"]), _digest(corpus["all"])), "corpus")
     if not resume:  # refuse a taken folder now, but make it only once backbone and targets are known good
         dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite, check_only=True)
-    model, tokenizer, source = load_backbone(config.model, attention=config.attention)
+    model, tokenizer, source = load_backbone(config.model, attention=config.attention, dtype=getattr(torch, config.dtype))
     stage1 = None if resume or "data" not in config.stages else build_stage1_targets(tokenizer, corpus["data"], config)
     if not resume:
         run = dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite)
