@@ -17,6 +17,7 @@ import torch
 
 import text2token
 from text2token.cli import main
+from t2t_testdata import SENTENCES
 
 D = 32
 VOCAB = ["<eos>", "<pad>", "<unk>",
@@ -37,18 +38,7 @@ HEAD = {
 }
 CAT = "the cat sat on the mat"
 DOG = "dog barked"
-TRAIN = [
-    "The cat sat on the mat and looked at the garden.",
-    "Economists study inflation, interest rates and unemployment.",
-    "A quick brown fox jumps over the lazy dog near the river.",
-    "Photosynthesis converts light energy into chemical energy in plants.",
-    "The orchestra played a symphony by Beethoven in the concert hall.",
-    "Volcanoes erupt when magma rises through cracks in the crust.",
-    "Football players trained on the field before the championship match.",
-    "The library holds thousands of books about history and science.",
-    "Rain fell on the city while people hurried home from work.",
-    "Computers process data using binary numbers and logic gates.",
-]
+TRAIN = SENTENCES
 
 
 def head_matrix() -> np.ndarray:

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import text2token
+from t2t_testdata import SENTENCES
 
 PROBE = ["The cat sat on the mat.", "Economists study inflation.", "Rain fell on the city.", ""]
 EMBEDDING_TOL = 1e-5
@@ -48,18 +49,7 @@ def _train(argv, processes: int):
     return done
 
 
-TEXTS = [
-    "The cat sat on the mat and looked at the garden.",
-    "Economists study inflation, interest rates and unemployment.",
-    "A quick brown fox jumps over the lazy dog near the river.",
-    "Photosynthesis converts light energy into chemical energy in plants.",
-    "The orchestra played a symphony by Beethoven in the concert hall.",
-    "Volcanoes erupt when magma rises through cracks in the crust.",
-    "Football players trained on the field before the championship match.",
-    "The library holds thousands of books about history and science.",
-    "Rain fell on the city while people hurried home from work.",
-    "Computers process data using binary numbers and logic gates.",
-] * 3  # 30 texts: fewer than 4 steps x 8, so the corpus is repeated to fill the stages
+TEXTS = SENTENCES * 3  # 30 texts: fewer than 4 steps x 8, so the corpus is repeated to fill the stages
 
 
 @pytest.fixture()

@@ -19,20 +19,10 @@ import torch
 import text2token
 from text2token.cli import main
 from text2token.training import last_checkpoint
+from t2t_testdata import SENTENCES
 
 PROBE = ["The cat sat on the mat.", "Economists study inflation.", "Rain fell on the city."]
-TEXTS = [  # the training corpus (30 lines); `conftest` is not importable by name (tests/evaluation has one too)
-    "The cat sat on the mat and looked at the garden.",
-    "Economists study inflation, interest rates and unemployment.",
-    "A quick brown fox jumps over the lazy dog near the river.",
-    "Photosynthesis converts light energy into chemical energy in plants.",
-    "The orchestra played a symphony by Beethoven in the concert hall.",
-    "Volcanoes erupt when magma rises through cracks in the crust.",
-    "Football players trained on the field before the championship match.",
-    "The library holds thousands of books about history and science.",
-    "Rain fell on the city while people hurried home from work.",
-    "Computers process data using binary numbers and logic gates.",
-]
+TEXTS = SENTENCES  # the training corpus
 RUNNER = Path(__file__).with_name("crash_runner.py")
 
 

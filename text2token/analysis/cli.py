@@ -14,21 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from ..evaluation.cli import _positive
+
 DEFAULT_MODEL_NAMES = ("default", "-")
 
 
 def _model_name(name: str) -> str | None:
     return None if name in DEFAULT_MODEL_NAMES and not Path(name).exists() else name
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _alpha(text: str) -> float:
