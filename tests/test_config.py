@@ -38,6 +38,7 @@ def test_json_file(tmp_path):
     ({"stages": ["data", "teacher"]}, "unknown stage"),
     ({"tau": 0}, "tau must be positive"),
     ({"dtype": "fp8"}, "unknown dtype"),
+    ({"lr_scheduler": "zigzag"}, "unknown lr_scheduler"),
 ])
 def test_bad_values_are_clear_errors(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -156,3 +156,12 @@ def test_bfloat16_weights_train_with_fp32_adapters(tiny_llama, corpus_file, tmp_
     assert record["dtype"] == "bfloat16"
     trained = text2token.load(str(run)).encode(PROBE)
     assert np.isfinite(trained).all() and trained.dtype == np.float32
+
+
+def test_lr_scheduler_reaches_the_trainer(tmp_path):
+    from text2token.training import training_arguments
+
+    config = text2token.TrainConfig(data=["x.txt"], steps=10, lr_scheduler="constant")
+    args = training_arguments(config, "data", tmp_path)
+    assert args.lr_scheduler_type.value == "constant" and args.learning_rate == config.lr
+    assert training_arguments(text2token.TrainConfig(data=["x.txt"]), "data", tmp_path).lr_scheduler_type.value == "linear"

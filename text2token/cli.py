@@ -17,7 +17,7 @@ TRAIN_FLAGS = {
     "stage2_lr": float, "max_length": int, "tau": float, "background_samples": int, "lora_r": int,
     "lora_alpha": int, "lora_dropout": float, "seed": int, "save_steps": int, "logging_steps": int,
     "report_to": str, "weighting": str, "objective": str, "simcse_temperature": float, "simcse_dropout": float,
-    "dtype": str,
+    "dtype": str, "lr_scheduler": str,
 }
 
 
@@ -56,6 +56,7 @@ def _add_train(sub):
     p.add_argument("--logging-steps", type=int)
     p.add_argument("--report-to", help="none (default), tensorboard, wandb, ... (transformers integrations)")
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 mixed precision")
+    p.add_argument("--lr-scheduler", help="linear (default: decay to 0, the paper's) or constant")
     p.add_argument("--dtype", help="backbone weights: float32 (default), bfloat16 (half the memory; GPUs), float16")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
     p.add_argument("--group-by-length", action="store_true", default=None,

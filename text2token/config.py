@@ -50,6 +50,7 @@ class TrainConfig:
     lora_target_modules: list[str] | str = "all-linear"  # attention and MLP projections
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"  # linear decay to 0 (the paper), or constant (and any transformers scheduler name)
     max_grad_norm: float = 1.0
     bf16: bool = False
     dtype: str = "float32"  # backbone weights: bfloat16 halves the memory of a large backbone (LoRA stays fp32)
@@ -97,6 +98,10 @@ class TrainConfig:
         self.stages = [s for s in STAGES + (SIMCSE_STAGE,) if s in self.stages]
         if self.pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        from transformers.trainer_utils import SchedulerType
+
+        if self.lr_scheduler not in {s.value for s in SchedulerType}:
+            raise ConfigError(f"unknown lr_scheduler {self.lr_scheduler!r}: use linear, constant, cosine, ...")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.attention not in ATTENTION_MODES:

@@ -224,7 +224,7 @@ def training_arguments(config, stage: str, output_dir: Path) -> TrainingArgument
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr_of[stage],
-        lr_scheduler_type="linear",
+        lr_scheduler_type=config.lr_scheduler,
         warmup_steps=math.ceil(config.warmup_ratio * config.steps_of[stage]),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
