@@ -8,10 +8,11 @@ about shape, not about padding). The vocabulary row uses a random-initialised co
 config with Gemma-3's vocabulary size (262,144) and the same tokenizer (its ids are all below 49,152).
 
 The configurations run in turn, round after round (A B C ... A B C ...), so drift hits all alike;
-time is the median over rounds, shown relative to batch 32 x 64. Memory: the peak resident set
-size during a configuration's step (``VmHWM``, reset before each step through
-``/proc/self/clear_refs``), and its rise over the resident size just before the step (activations,
-gradients, optimizer state, temporary buffers).
+time is the median over rounds, shown relative to batch 32 x 64. Memory: what autograd keeps for
+backward in the step's forward pass (``saved_tensors_hooks``, storages counted once, weights
+excluded: the activations, which is what grows with batch and length), and the model's weights.
+The resident set size is not used here: glibc keeps freed heap blocks, so in one process it shows
+the largest configuration run so far (bench/targets_memory.py measures peaks, one process per run).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/scaling.py
     .venv/bin/python bench/scaling.py --tiny
@@ -85,21 +86,27 @@ def main(argv=None) -> int:
             configs.append(("vocab262k", 32 if not args.tiny else max(args.batches), 64))
         collators = {n: Collator(TextEncoder(tokenizer, "mean", n)) for _, _, n in configs}
         times = {c: [] for c in configs}
-        peaks = {c: [] for c in configs}
+        kept = {c: 0 for c in configs}
+        weights = {name: sum(p.numel() * p.element_size() for p in b.peft_model.parameters())
+                   for name, b in benches.items()}
         for r in range(args.rounds + 1):
             for c in configs:
                 name, b, n = c
                 bench = benches[name]
                 bench.collate_t2t = collators[n]
-                before = pc.rss()
-                pc.reset_peak()
+                seen = {}
+
+                def pack(t):
+                    seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                    return t
+
                 t0 = time.perf_counter()
-                bench.step("text2token", rows[:b])
+                bench.step("text2token", rows[:b], pack=pack)
                 seconds = time.perf_counter() - t0
-                peak = pc.peak_rss()
+                params = {p.untyped_storage().data_ptr() for p in bench.peft_model.parameters()}
+                kept[c] = sum(n for ptr, n in seen.items() if ptr not in params)
                 if r:  # round 0 is the warm-up
                     times[c].append(seconds)
-                    peaks[c].append((peak, peak - before))
     base = ("smollm2", 32 if not args.tiny else max(args.batches), 64)
     table = []
     for c in configs:
@@ -107,17 +114,17 @@ def main(argv=None) -> int:
         t = statistics.median(times[c])
         table.append({"model": name, "vocab": vocab[name], "batch": b, "max_length": n, "tokens": b * n,
                       "step_s": t, "relative_time": t / statistics.median(times[base]) if base in times else None,
-                      "tokens_per_s": b * n / t, "peak_rss_gib": pc.gib(max(p for p, _ in peaks[c])),
-                      "step_rise_gib": pc.gib(max(d for _, d in peaks[c]))})
+                      "tokens_per_s": b * n / t, "saved_gib": pc.gib(kept[c]),
+                      "weights_gib": pc.gib(weights[name])})
     result = {"machine": pc.machine(), "tiny": args.tiny, "rounds": args.rounds, "table": table,
               "seconds": round(time.time() - started, 1)}
     print(f"machine: {result['machine']}; fp32, LoRA r=16, no gradient checkpointing; median of {args.rounds} rounds")
-    print("| vocabulary | batch x length | step time | vs 32 x 64 | tokens/s | peak RSS | rise during the step |")
+    print("| vocabulary | batch x length | step time | vs 32 x 64 | tokens/s | kept for backward | weights |")
     print("|---|---|---|---|---|---|---|")
     for row in table:
         print(f"| {row['vocab']:,} | {row['batch']} x {row['max_length']} | {row['step_s']:.2f} s | "
-              f"{row['relative_time']:.2f}x | {row['tokens_per_s']:.0f} | {row['peak_rss_gib']:.2f} GiB | "
-              f"{row['step_rise_gib']:.2f} GiB |")
+              f"{row['relative_time']:.2f}x | {row['tokens_per_s']:.0f} | {row['saved_gib']:.2f} GiB | "
+              f"{row['weights_gib']:.2f} GiB |")
     print(json.dumps(result, default=float))
     return 0
 

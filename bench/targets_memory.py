@@ -52,6 +52,23 @@ def child(args) -> int:
     from text2token.stages import build_stage1_targets
     from text2token.training import train_stage
 
+    if os.environ.get("TEXT2TOKEN_BENCH_PEFT_DROPOUT"):  # measure peft's own LoRA dropout, not the folded one
+        import text2token.training
+
+        text2token.training.fold_lora_dropout = lambda peft_model, enable=True: 0
+    import text2token.training
+
+    step_times = []
+    real_step = text2token.training.StageTrainer.training_step
+
+    def timed_step(self, *a, **k):  # forward + backward of one step (the optimizer step is tiny: LoRA only)
+        t0 = time.perf_counter()
+        try:
+            return real_step(self, *a, **k)
+        finally:
+            step_times.append(time.perf_counter() - t0)
+
+    text2token.training.StageTrainer.training_step = timed_step
     mark("imports")
     config = TrainConfig(data=[args.data], batch_size=args.batch_size, max_length=args.max_length, steps=args.steps,
                          stages=["data"], gradient_checkpointing=args.gc, bf16=args.bf16, save_steps=10**6,
@@ -71,7 +88,7 @@ def child(args) -> int:
     seconds = time.time() - t0
     mark("train_stage")
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-    print(json.dumps({"phases": phases, "weights_gib": pc.gib(weights), "train_s": seconds,
+    print(json.dumps({"phases": phases, "weights_gib": pc.gib(weights), "train_s": seconds, "step_times": step_times,
                       "steps": trainer.state.global_step, "losses": losses, "threads": torch.get_num_threads()}))
     return 0
 
@@ -126,15 +143,97 @@ def part_targets(args) -> dict:
             "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "(unset: on)")}
 
 
+def part_breakdown(args) -> dict:
+    """What the training step keeps for backward, by module: the tensors autograd saves during one forward
+    of the loss module (``torch.autograd.graph.saved_tensors_hooks``; storages counted once, weights excluded),
+    attributed to the innermost module running when each was saved, layer numbers folded together."""
+    import re
+    from collections import defaultdict
+
+    import torch
+
+    from text2token.config import TrainConfig
+    from text2token.pooling import TextEncoder
+    from text2token.training import Collator, TokenTargetObjective, add_lora, fold_lora_dropout
+    from train_throughput import stage1_rows
+
+    if args.tiny:
+        from text2token.backbone import load_backbone
+
+        model, tokenizer, _ = load_backbone(pc.tiny_backbone(Path(args.tmp) / "tiny-bd"))
+        texts = pc.tiny_sentences(200)
+    else:
+        model, tokenizer = pc.load_smollm2()
+        texts = pc.real_sentences(200, seed=4)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    peft_model = add_lora(model, TrainConfig())
+    objective = TokenTargetObjective(peft_model, "mean").train()
+    encoder = TextEncoder(tokenizer, "mean", 64)
+    rows = stage1_rows(texts, tokenizer)
+    rows.sort(key=lambda r: -len(encoder.token_ids([r["text"]])[0]))
+    batch = Collator(encoder)(rows[::len(rows) // 32][:32])  # 32 texts of spread lengths, the longest first
+    params = {p.untyped_storage().data_ptr() for p in peft_model.parameters()}
+    stack: list[str] = []
+    out = {}
+    for mode in ("fp32 peft dropout", "fp32", "bf16"):
+        precision = mode.split()[0]
+        fold_lora_dropout(peft_model, enable="peft" not in mode)
+        names = {m: re.sub(r"\.\d+\.", ".N.", n) for n, m in peft_model.named_modules()}
+        hooks = []
+        for module in peft_model.modules():
+            hooks.append(module.register_forward_pre_hook(lambda m, i: stack.append(names[m])))
+            hooks.append(module.register_forward_hook(lambda m, i, o: stack.pop() and None))  # None: output kept
+        seen, by = set(), defaultdict(int)
+
+        def pack(t):
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key not in params and key not in seen:
+                seen.add(key)
+                where = stack[-1] if stack else "(loss, outside the model)"
+                where = where.split("layers.N.")[-1].replace(".default", "")
+                by[where] += storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = objective(**batch)["loss"]
+        loss.backward()
+        peft_model.zero_grad(set_to_none=True)
+        for h in hooks:
+            h.remove()
+        total = sum(by.values())
+        groups = defaultdict(int)
+        for where, n in by.items():
+            group = ("LoRA dropout: its noise (fp32, the size of the layer input)" if "lora_dropout" in where else
+                     "LoRA A: its input (peft: the dropped-out copy; folded: the layer input and a 1-byte mask)"
+                     if "lora_A" in where else
+                     "attention (projections, RoPE, scores)" if where.startswith("self_attn") else
+                     "MLP (gate, up, SiLU, product)" if where.startswith("mlp") else
+                     "RMSNorm" if "layernorm" in where or where.endswith("norm") else "other")
+            groups[group] += n
+        out[mode] = {"saved_gib": pc.gib(total), "groups_gib": {k: pc.gib(v) for k, v in
+                                                                     sorted(groups.items(), key=lambda kv: -kv[1])},
+                          "top_gib": {k: pc.gib(v) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:12]}}
+    mask = batch["attention_mask"]
+    layers = model.config.num_hidden_layers
+    return {"batch": list(mask.shape), "real_tokens": int(mask.sum()), "padded_tokens": int(mask.numel()),
+            "layers": layers, "bytes_per_token_per_layer_fp32": out["fp32"]["saved_gib"] * 2**30 / mask.numel() / layers,
+            **out}
+
+
 RUNS = {  # name: (batch, max_length, gradient checkpointing, bf16, extra environment)
     "32x64": (32, 64, False, False, {}),
+    "32x64peft": (32, 64, False, False, {"TEXT2TOKEN_BENCH_PEFT_DROPOUT": "1"}),
+    # glibc: large blocks mapped (freed ones go back to the system at once instead of staying in the heap),
+    # with transparent huge pages for them (without, every fresh 4 KiB page faults: much slower steps)
+    "32x64thp": (32, 64, False, False, {"MALLOC_MMAP_THRESHOLD_": "131072", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
     "32x128": (32, 128, False, False, {}),
     "32x128gc": (32, 128, True, False, {}),
     "32x64bf16": (32, 64, False, True, {}),
     "32x64gc": (32, 64, True, False, {}),
-    # glibc malloc with a fixed mmap threshold: large freed blocks go back to the system at once
-    # instead of staying in the heap (the dynamic threshold rises to the size of freed blocks)
-    "32x64mmap": (32, 64, False, False, {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+
 }
 
 
@@ -163,6 +262,9 @@ def part_memory(args) -> dict:
         lines = [line for line in log.splitlines() if line.startswith("{")]
         if code == 0 and lines:
             record.update(json.loads(lines[-1]))
+            # the child resets its peak between phases (clear_refs), which also resets what the kernel reports
+            # as ru_maxrss at exit: the process's peak is the largest phase peak
+            record["peak_gib"] = max([record["peak_gib"]] + [p["peak_gib"] for p in record["phases"].values()])
         else:
             record["log_tail"] = log[-2000:]
         out[name] = record
@@ -174,8 +276,10 @@ def part_memory(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--parts", nargs="+", choices=("targets", "memory"), default=["targets", "memory"])
-    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=["32x64", "32x128", "32x128gc"])
+    parser.add_argument("--parts", nargs="+", choices=("targets", "memory", "breakdown"),
+                        default=["targets", "memory", "breakdown"])
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS),
+                        default=["32x64peft", "32x64", "32x128", "32x128gc"])
     parser.add_argument("--steps", type=int, default=3, help="training steps per memory run")
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds of the block-size comparison")
     parser.add_argument("--compare-texts", type=int, default=50000)
@@ -203,6 +307,8 @@ def main(argv=None) -> int:
             result["targets"] = part_targets(args)
         if "memory" in args.parts:
             result["memory"] = part_memory(args)
+        if "breakdown" in args.parts:
+            result["breakdown"] = part_breakdown(args)
     result["seconds"] = round(time.time() - started, 1)
     print_tables(result)
     print(json.dumps(result, default=float))
@@ -211,6 +317,18 @@ def main(argv=None) -> int:
 
 def print_tables(r: dict) -> None:
     print(f"machine: {r['machine']}")
+    if "breakdown" in r:
+        b = r["breakdown"]
+        modes = ("fp32 peft dropout", "fp32", "bf16")
+        print(f"kept for backward by one Text2Token step, batch {b['batch'][0]} x {b['batch'][1]} "
+              f"({b['real_tokens']} real of {b['padded_tokens']} tokens), {b['layers']} layers "
+              f"({b['bytes_per_token_per_layer_fp32'] / 1024:.0f} KiB per token per layer in fp32, LoRA dropout folded)")
+        print("| kept by | fp32, peft's LoRA dropout | fp32, dropout folded (default) | bf16 autocast, folded |")
+        print("|---|---|---|---|")
+        groups = sorted({g for m in modes for g in b[m]["groups_gib"]}, key=lambda g: -b[modes[0]]["groups_gib"].get(g, 0))
+        for group in groups + ["total"]:
+            cells = [b[m]["saved_gib"] if group == "total" else b[m]["groups_gib"].get(group, 0) for m in modes]
+            print(f"| {group} | " + " | ".join(f"{1024 * n:.0f} MiB" for n in cells) + " |")
     if "targets" in r:
         t = r["targets"]
         b = t["blocks"]
@@ -222,20 +340,21 @@ def print_tables(r: dict) -> None:
               f"identical targets: {b['identical']}")
     if "memory" in r:
         print("| run | peak RSS (whole process) | after imports | load_backbone peak / after | training peak | "
-              "fp32 weights | steps | train s |")
+              "fp32 weights | steps | forward+backward s per step |")
         print("|---|---|---|---|---|---|---|---|")
         for name, m in r["memory"]["runs"].items():
             p = m.get("phases", {})
             label = (f"batch {m['batch']} x {m['max_length']}" + (", gradient checkpointing" if m["gradient_checkpointing"]
                                                                    else "") + (", bf16" if m["bf16"] else "")
-                     + "".join(f", {k}={v}" for k, v in m.get("env", {}).items()))
+                     + "".join({"TEXT2TOKEN_BENCH_PEFT_DROPOUT": ", peft's LoRA dropout"}.get(k, f", {k}={v}")
+                               for k, v in m.get("env", {}).items()))
             if m["exit"] != 0:
                 print(f"| {label} | failed (exit {m['exit']}) | | | | | | |")
                 continue
             print(f"| {label} | {m['peak_gib']:.2f} GiB | {p['imports']['rss_after_gib']:.2f} GiB | "
                   f"{p['load_backbone']['peak_gib']:.2f} / {p['load_backbone']['rss_after_gib']:.2f} GiB | "
                   f"{p['train_stage']['peak_gib']:.2f} GiB | {m['weights_gib']:.2f} GiB | {m['steps']} | "
-                  f"{m['train_s']:.0f} |")
+                  f"{' / '.join(f'{t:.1f}' for t in m['step_times'])} |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ Sections: ``simcse`` (texts/s ratio, goal >= 2.0), ``stage2`` (stage-2 step / st
 <= 1.05, plus the sparse-vs-dense loss check, goal |diff| < 1e-4, on real teacher outputs),
 ``grouping`` (length-grouped batches, transformers' ``LengthGroupedSampler``, vs random batches),
 ``bf16`` (bf16 autocast, as ``TrainingArguments(bf16=True)`` runs it on a CPU, vs fp32),
-``collate`` (share of a step spent tokenising: what caching tokenised texts could save).
+``collate`` (share of a step spent tokenising: what caching tokenised texts could save),
+``dropout`` (LoRA dropout folded into A, ``training.fold_lora_dropout``, vs peft's),
+``malloc`` (glibc's mmap threshold fixed at 128 KiB vs large blocks on the heap: step time).
 The last line is JSON with every figure.
 """
 
@@ -40,7 +42,20 @@ import torch  # noqa: E402
 
 import perf_common as pc  # noqa: E402
 
-SECTIONS = ("simcse", "stage2", "grouping", "bf16", "collate")
+SECTIONS = ("simcse", "stage2", "grouping", "bf16", "collate", "dropout", "malloc")
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def mallopt_mmap_threshold(value: int) -> bool:
+    """Set glibc's mmap threshold (fixed from then on); False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(value)))
+    except (OSError, AttributeError):
+        return False
 
 
 class Bench:
@@ -73,15 +88,20 @@ class Bench:
         self.optimizer = cls(self.trainable, **kwargs)
         self.max_grad_norm = args.max_grad_norm
 
-    def step(self, objective: str, rows: list[dict], bf16: bool = False) -> float:
-        """One training step on ``rows`` (dicts with ``text``, and ``target`` for Text2Token); returns the loss."""
+    def step(self, objective: str, rows: list[dict], bf16: bool = False, pack=None) -> float:
+        """One training step on ``rows`` (dicts with ``text``, and ``target`` for Text2Token); returns the loss.
+
+        ``pack``: a ``saved_tensors_hooks`` pack function to see what the forward pass keeps for backward."""
+        import contextlib
+
         if objective == "simcse":
             self.set_dropout(self.config.simcse_dropout)
             batch, module = self.collate_texts(rows), self.simcse
         else:
             self.set_dropout(0.0)
             batch, module = self.collate_t2t(rows), self.t2t
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if pack else contextlib.nullcontext()
+        with hooks, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = module(**batch)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm)
@@ -241,6 +261,50 @@ def section_bf16(bench: Bench, batches: list, rounds: int) -> dict:
     return {"ratio": pc.summary(speed), "ratio_rounds": speed, "times": times}
 
 
+def section_dropout(bench: Bench, batches: list, rounds: int) -> dict:
+    """peft's LoRA dropout vs the same dropout folded into A (``training.fold_lora_dropout``, the default).
+
+    Each mode runs an untimed step after the switch, then the timed one: switching from the lean mode to
+    the hungry one otherwise makes the first step fault in fresh memory."""
+    from text2token.training import fold_lora_dropout
+
+    times = {"peft_dropout": [], "folded": []}
+    peaks = {"peft_dropout": [], "folded": []}
+    for r in range(rounds + 1):
+        for name in ("peft_dropout", "folded"):
+            fold_lora_dropout(bench.peft_model, enable=name == "folded")
+            # one untimed step after each switch: the allocator settles into this mode's footprint
+            bench.step("text2token", batches[(r + 1) % len(batches)])
+            before = pc.rss()
+            pc.reset_peak()
+            t0 = time.perf_counter()
+            bench.step("text2token", batches[r % len(batches)])
+            if r:  # round 0 warms up
+                times[name].append(time.perf_counter() - t0)
+                peaks[name].append(pc.gib(pc.peak_rss() - before))
+    fold_lora_dropout(bench.peft_model, enable=True)
+    slow = pc.ratios(times, "folded", "peft_dropout")
+    return {"time_ratio": pc.summary(slow), "time_ratio_rounds": slow, "times": times, "step_rise_gib": peaks}
+
+
+def section_malloc(bench: Bench, batches: list, rounds: int) -> dict:
+    """glibc heap for large blocks (threshold 32 MiB, where its dynamic threshold ends up after the first steps)
+    vs a fixed 128 KiB mmap threshold (large blocks are mapped and returned to the system when freed)."""
+    settings = {"heap_32MiB": 32 * 2**20, "mmap_128KiB": 128 * 2**10}
+    if not mallopt_mmap_threshold(settings["heap_32MiB"]):
+        return {"skipped": "no glibc mallopt"}
+    times = {name: [] for name in settings}
+    for r in range(rounds + 1):
+        for name, value in settings.items():
+            mallopt_mmap_threshold(value)
+            t0 = time.perf_counter()
+            bench.step("text2token", batches[r % len(batches)])
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    slow = pc.ratios(times, "mmap_128KiB", "heap_32MiB")
+    return {"time_ratio": pc.summary(slow), "time_ratio_rounds": slow, "times": times}
+
+
 def section_collate(bench: Bench, batches: list, rounds: int) -> dict:
     t0 = time.perf_counter()
     for b in batches:
@@ -298,10 +362,15 @@ def main(argv=None) -> int:
                                                    args.group_steps)
             elif section == "bf16":
                 result[section] = section_bf16(bench, batches, args.rounds)
+            elif section == "dropout":
+                result[section] = section_dropout(bench, batches, args.rounds)
+            elif section == "malloc":
+                result[section] = section_malloc(bench, batches, args.rounds)
             elif section == "collate":
                 result[section] = section_collate(bench, batches, max(1, args.rounds // 2))
             result[section]["seconds"] = round(time.time() - t0, 1)
-            print(f"[{section} done in {result[section]['seconds']} s]", file=sys.stderr, flush=True)
+            print(f"[{section} done in {result[section]['seconds']} s] {json.dumps(result[section], default=float)}",
+                  file=sys.stderr, flush=True)
     result["seconds"] = round(time.time() - started, 1)
     print_tables(result)
     print(json.dumps(result, default=float))
@@ -339,6 +408,14 @@ def print_tables(r: dict) -> None:
     if "bf16" in r:
         print(f"| bf16 autocast vs fp32 Text2Token step, texts/s | {pc.fmt_ratio(r['bf16']['ratio_rounds'])} "
               f"faster | - | - |")
+    if "dropout" in r:
+        d = r["dropout"]
+        print(f"| LoRA dropout folded into A vs peft's, step time | {pc.fmt_ratio(d['time_ratio_rounds'])} "
+              f"(rise in RSS during a step {max(d['step_rise_gib']['folded']):.2f} vs "
+              f"{max(d['step_rise_gib']['peft_dropout']):.2f} GiB) | - | - |")
+    if "malloc" in r and "skipped" not in r["malloc"]:
+        print(f"| glibc mmap threshold 128 KiB vs heap (32 MiB), step time | "
+              f"{pc.fmt_ratio(r['malloc']['time_ratio_rounds'])} | - | - |")
     if "collate" in r:
         c = r["collate"]
         print(f"| tokenising + padding (collator) share of a step | {100 * c['share']:.2f} % "

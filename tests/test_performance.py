@@ -2,6 +2,7 @@
 depend on how texts are batched for tokenisation."""
 
 import numpy as np
+import pytest
 import torch
 
 import text2token
@@ -114,3 +115,52 @@ def test_group_by_length_resume_gives_the_same_model(tiny_llama, corpus_file, tm
     monkeypatch.setattr(training, "kl_loss", real)
     resumed = text2token.load(str(text2token.train(TrainConfig(output=str(tmp_path / "b")), resume=True)))
     assert np.abs(resumed.encode(TEXTS[:3]) - reference.encode(TEXTS[:3])).max() <= 1e-5
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
+    """The LoRA dropout folded into A (training.fold_lora_dropout): the same losses and the same adapter
+    weights as peft's own dropout, step for step, in fp32 and under bf16 autocast, with less kept for backward."""
+    from text2token.backbone import load_backbone
+    from text2token.pooling import TextEncoder
+    from text2token.training import (Collator, FoldedDropoutLinear, TokenTargetObjective, add_lora,
+                                     fold_lora_dropout)
+
+    def run(fold: bool):
+        model, tok, _ = load_backbone(tiny_llama)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        torch.manual_seed(0)
+        peft_model = add_lora(model, TrainConfig(lora_dropout=0.3))
+        kinds = {type(m) for m in peft_model.modules()}
+        assert FoldedDropoutLinear in kinds
+        if not fold:
+            assert fold_lora_dropout(peft_model, enable=False) == 14  # 7 linear layers x 2 blocks
+        objective = TokenTargetObjective(peft_model, "mean").train()
+        collate = Collator(TextEncoder(tok, "mean", 32))
+        rows = [{"text": t, "target": q} for t, q in zip(TEXTS[:8], DataDrivenTargets(tok)(TEXTS[:8])) if len(q[0])]
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-2)
+        saved, losses = {}, []
+
+        def pack(t):  # storages counted once: x is kept once for the q, k and v adapters
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        torch.manual_seed(1)
+        for step in range(3):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = objective(**collate(rows[:4] if step % 2 == 0 else rows[4:]))["loss"]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        state = {k: v.clone() for k, v in peft_model.state_dict().items() if "lora_" in k}
+        return losses, state, sum(saved.values())
+
+    plain_losses, plain_state, plain_saved = run(False)
+    losses, state, saved = run(True)
+    assert losses == plain_losses
+    assert state.keys() == plain_state.keys() and all(torch.equal(state[k], plain_state[k]) for k in state)
+    assert saved < plain_saved
