@@ -1,11 +1,11 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Two entry points for a fresh machine: `make demo` and `make test` (and `make quality`: the ~2 h experiment of RESULTS.md).
 # Everything installs into .venv (created here); PyTorch is the CPU build unless one is already there.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test
+.PHONY: install demo test quality
 
 $(BIN)/text2token: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,7 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+quality: install
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --work runs/quality
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --work runs/quality --ablations steps tau attention pooling lr

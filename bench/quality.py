@@ -6,12 +6,16 @@ trains (a) Text2Token stage 1 only, (b) stage 1 + stage 2, (c) SimCSE on as many
 and last+PromptEOL pooling, causal and bidirectional attention) on the quick offline suite
 (`text2token eval --benchmark quick`: one small task per type, SciFact cut to 1,000 documents of at
 most 1,000 characters). Then the ablations: pooling, attention, stage-2 τ, learning rate and steps,
-each scored on STSBenchmark (or the tasks of --ablation-tasks).
+each scored on STSBenchmark and TwitterSemEval2015 (or the tasks of --ablation-tasks). Every run
+holds its learning rate constant (--lr-scheduler) and trains with bf16 autocast (--no-bf16 for fp32).
 
     HF_HUB_OFFLINE=1 python bench/quality.py --work runs/quality            # main table
     HF_HUB_OFFLINE=1 python bench/quality.py --work runs/quality --ablations pooling attention tau lr steps
 
-Everything is resumable: a finished run folder is reused, and scores are cached by
+Cheap where it can be: an ablation value equal to the main recipe reuses the main run, τ variants
+train only stage 2 on top of the main run's stage 1, and the steps ablation evaluates the kept
+checkpoints of the main stage-1 and SimCSE runs (constant rate: a checkpoint at step k is that run
+stopped at k). Everything is resumable: a finished run folder is reused, and scores are cached by
 `text2token eval`'s score cache, so a rerun only does what is missing. Results (tables, training
 time and texts seen per model, the exact command) are written to RESULTS.md (--results).
 """
@@ -46,14 +50,21 @@ def parse(argv):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64, help="training max length (evaluation uses 128)")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-scheduler", default="constant",
+                   help="the demo's constant rate (linear decay over so few steps halves the mean rate)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast for every training run (about 2x faster on this CPU); --no-bf16 for fp32")
+    p.add_argument("--save-steps", type=int, default=20,
+                   help="checkpoint every N steps, all kept (the steps ablation evaluates them)")
     p.add_argument("--simcse-lr", type=float, default=None, help="SimCSE learning rate (default: --lr)")
     p.add_argument("--pooling", default="mean", choices=("mean", "last"))
     p.add_argument("--attention", default="causal", choices=("causal", "bidirectional"))
     p.add_argument("--tau", type=float, default=1e-5)
     p.add_argument("--benchmark", default="quick")
+    p.add_argument("--tasks", nargs="+", default=None, help="main-table tasks instead of --benchmark")
     p.add_argument("--ablations", nargs="*", default=None, choices=ABLATIONS,
                    help="run these ablations instead of the main table")
-    p.add_argument("--ablation-tasks", nargs="+", default=["STSBenchmark"])
+    p.add_argument("--ablation-tasks", nargs="+", default=["STSBenchmark", "TwitterSemEval2015"])
     p.add_argument("--results", default="RESULTS.md")
     p.add_argument("--skip-baselines", action="store_true")
     return p.parse_args(argv)
@@ -84,8 +95,9 @@ class Experiment:
         a = self.args
         base = dict(model=a.model, data=[str(self.corpus)], pooling=a.pooling, attention=a.attention,
                     steps=a.steps, stage2_steps=a.stage2_steps, batch_size=a.batch_size,
-                    max_length=a.max_length, lr=a.lr, tau=a.tau, background_samples=512,
-                    save_steps=10_000, logging_steps=5, seed=42)
+                    max_length=a.max_length, lr=a.lr, lr_scheduler=a.lr_scheduler, bf16=a.bf16, tau=a.tau,
+                    background_samples=512, save_steps=a.save_steps, save_total_limit=1000, logging_steps=5,
+                    seed=42)
         base.update(overrides)
         return base
 
@@ -93,8 +105,12 @@ class Experiment:
         """Train (or reuse) the run ``name``; return (run folder, seconds, texts seen)."""
         import text2token
 
-        run = self.work / name
         cfg = self.config(**overrides)
+        same = self.same_as(cfg, name)
+        if same is not None:  # an identical run was already trained (e.g. an ablation's default value)
+            print(f"=== {name}: same configuration as {same}, reusing it", flush=True)
+            return self.train(same, **self.timings[same]["config"])
+        run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name}: {json.dumps({k: v for k, v in overrides.items()})}", flush=True)
             start = time.perf_counter()
@@ -102,8 +118,78 @@ class Experiment:
             seconds = time.perf_counter() - start
             stages = ["simcse"] if cfg.get("objective") == "simcse" else cfg.get("stages", ["data", "model"])
             steps = sum(cfg["stage2_steps"] if s == "model" else cfg["steps"] for s in stages)
-            self.timings[name] = {"seconds": seconds, "texts_seen": steps * cfg["batch_size"], "config": overrides}
-            self.timing_path.write_text(json.dumps(self.timings, indent=1))
+            self.record(name, seconds, steps * cfg["batch_size"], overrides, cfg)
+        t = self.timings[name]
+        return run, t["seconds"], t["texts_seen"]
+
+    def trained(self, name):
+        """A run trained earlier in this work folder: (run folder, seconds, texts seen)."""
+        t = self.timings.get(name)
+        if t is None or not (self.work / name / "text2token_config.json").is_file():
+            sys.exit(f"quality: run {name} is missing from {self.work}: run the main table first")
+        return self.work / name, t["seconds"], t["texts_seen"]
+
+    def record(self, name, seconds, texts_seen, overrides, cfg, **extra):
+        self.timings[name] = {"seconds": seconds, "texts_seen": texts_seen, "config": overrides, "full": cfg, **extra}
+        self.timing_path.write_text(json.dumps(self.timings, indent=1))
+
+    def same_as(self, cfg, name):
+        for other, t in self.timings.items():
+            if other != name and t.get("full") == cfg and (self.work / other / "text2token_config.json").is_file():
+                return other
+        return None
+
+    def train_stage2_from(self, name, source, **overrides):
+        """Stage 2 only, on top of the finished stage 1 of run ``source`` (same stage-1 settings): a τ ablation
+        costs a stage-2 run, not a whole run. Time and texts seen count both stages."""
+        import shutil
+
+        import text2token
+        from text2token.config import TrainConfig
+        from text2token.stages import prepare_run_dir
+
+        src_run, src_seconds, _ = self.trained(source)
+        cfg = self.config(**overrides)
+        run = self.work / name
+        if name not in self.timings or not (run / "text2token_config.json").is_file():
+            print(f"\n=== training {name} (stage 2 on {source}'s stage 1): {json.dumps(overrides)}", flush=True)
+            prepare_run_dir(TrainConfig(**cfg, output=str(run)), resume=False, overwrite=True)
+            shutil.copytree(src_run / "stage1", run / "stage1", ignore=shutil.ignore_patterns("checkpoints"))
+            start = time.perf_counter()
+            text2token.train(TrainConfig(**cfg, output=str(run)), resume=True)
+            stage1_seconds = json.loads((src_run / "stage1" / "summary.json").read_text())["seconds"]
+            self.record(name, stage1_seconds + time.perf_counter() - start,
+                        (cfg["steps"] + cfg["stage2_steps"]) * cfg["batch_size"], overrides, cfg, stage1_from=source)
+        t = self.timings[name]
+        return run, t["seconds"], t["texts_seen"]
+
+    def checkpoint_run(self, name, source, step):
+        """A run folder holding checkpoint ``step`` of the one-stage run ``source`` (constant learning rate, so
+        its weights are those of that run stopped there). Time: the source's stage time, pro rata."""
+        import shutil
+
+        src_run, src_seconds, _ = self.trained(source)
+        src_record = json.loads((src_run / "text2token_config.json").read_text())
+        (stage,) = src_record["stages"]
+        stage_dir = {"data": "stage1", "model": "stage2", "simcse": "simcse"}[stage]
+        ckpt = src_run / stage_dir / "checkpoints" / f"checkpoint-{step}"
+        from text2token.training import is_complete
+
+        if not is_complete(ckpt):
+            sys.exit(f"quality: {ckpt} has no adapter (train {source} with --save-steps dividing {step})")
+        run = self.work / name
+        if name not in self.timings or not (run / "text2token_config.json").is_file():
+            shutil.rmtree(run, ignore_errors=True)
+            (run / stage_dir / "adapter").mkdir(parents=True)
+            for f in ("adapter_model.safetensors", "adapter_config.json"):
+                shutil.copy2(ckpt / f, run / stage_dir / "adapter" / f)
+            record = dict(src_record, adapters=[f"{stage_dir}/adapter"])
+            record["hyperparameters"] = dict(record["hyperparameters"], steps=step)
+            record["training"] = {"checkpoint_of": str(src_run), "step": step}
+            (run / "text2token_config.json").write_text(json.dumps(record, indent=2))
+            total = src_record["hyperparameters"]["steps"]
+            self.record(name, src_seconds * step / total, step * src_record["hyperparameters"]["batch_size"],
+                        {"steps": step}, None, checkpoint_of=source)
         t = self.timings[name]
         return run, t["seconds"], t["texts_seen"]
 
@@ -160,32 +246,45 @@ def main_table(exp):
     refs = [] if a.skip_baselines else [(n, a.model or "smollm2-135m-instruct", p, att)
                                          for n, (p, att) in BASELINES.items()]
     refs += [(label, str(run), None, None) for label, (run, _, _) in runs.items()]
-    scores, info = exp.evaluate(refs, benchmark=a.benchmark)
+    scores, info = exp.evaluate(refs, tasks=a.tasks, benchmark=None if a.tasks else a.benchmark)
     extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in runs.items()}
     extra.update({n: {"train time (s)": "0", "texts seen": 0} for n, *_ in refs if n in BASELINES})
     return table(scores, info, extra)
 
 
 def ablation(exp, name):
+    """One ablation table. Variants equal to a main-table run reuse it; τ variants train stage 2 on the main
+    run's stage 1; the steps ablation evaluates the checkpoints of the main stage-1-only and SimCSE runs."""
     a = exp.args
-    tasks = a.ablation_tasks
-    variants = {
-        "pooling": [("mean", dict(pooling="mean")), ("last", dict(pooling="last"))],
-        "attention": [("causal", dict(attention="causal")), ("bidirectional", dict(attention="bidirectional"))],
-        "tau": [(f"tau={t:g}", dict(tau=t)) for t in (1e-5, 1e-3, 1e-1)],
-        "lr": [(f"lr={lr:g}", dict(lr=lr)) for lr in (5e-5, 1e-4, 3e-4)],
-        "steps": [(f"steps={s}", dict(stages=["data"], steps=s)) for s in (30, 60, 120)],
+    total_steps = a.steps + a.stage2_steps
+    s12 = "stage 1 + 2"
+    variants = {  # label -> (how, argument)
+        "pooling": [(f"mean ({s12})", ("train", dict(pooling="mean"))),
+                    (f"last + PromptEOL ({s12})", ("train", dict(pooling="last")))],
+        "attention": [(f"causal ({s12})", ("train", dict(attention="causal"))),
+                      (f"bidirectional ({s12})", ("train", dict(attention="bidirectional")))],
+        "tau": [(f"tau={t:g} ({s12})", ("stage2", dict(tau=t))) for t in (1e-5, 1e-3, 1e-1)],
+        "lr": [(f"lr={lr:g} ({s12})", ("train", dict(lr=lr))) for lr in (5e-5, 1e-4, 3e-4)],
+        "steps": [(f"Text2Token stage 1, step {k}", ("checkpoint", ("t2t-s1", k)))
+                  for k in range(a.save_steps, total_steps + 1, a.save_steps)]
+                 + [(f"SimCSE, step {k}", ("checkpoint", ("simcse-texts", k)))
+                    for k in range(a.save_steps, total_steps + 1, a.save_steps)],
     }[name]
     refs, extra = [], {}
-    for label, overrides in variants:
-        run_name = f"abl-{name}-{label}".replace("=", "")
-        base = dict(pooling=a.pooling, attention=a.attention, tau=a.tau, lr=a.lr, stages=["data", "model"])
-        base.update(overrides)
-        differs = {k: v for k, v in base.items() if v != exp.config().get(k, None) or k in overrides}
-        run, seconds, texts = exp.train(run_name, **differs)
-        refs.append((f"{name}: {label} (stage 1{' + 2' if 'model' in base['stages'] else ''})", str(run), None, None))
-        extra[refs[-1][0]] = {"train time (s)": f"{seconds:.0f}", "texts seen": texts}
-    scores, info = exp.evaluate(refs, tasks=tasks)
+    for label, (how, arg) in variants:
+        run_name = f"abl-{name}-{label.split(' (')[0]}".replace("=", "").replace(" ", "-").replace(",", "")
+        if how == "train":
+            run, seconds, texts = exp.train(run_name, **arg)
+        elif how == "stage2":
+            same = exp.same_as(exp.config(**arg), run_name)
+            run, seconds, texts = exp.trained(same) if same else exp.train_stage2_from(run_name, "t2t-s1s2", **arg)
+        else:
+            source, step = arg
+            run, seconds, texts = (exp.trained(source) if step == total_steps
+                                   else exp.checkpoint_run(f"abl-steps-{source}-{step}", source, step))
+        refs.append((label, str(run), None, None))
+        extra[label] = {"train time (s)": f"{seconds:.0f}", "texts seen": texts}
+    scores, info = exp.evaluate(refs, tasks=a.ablation_tasks)
     return table(scores, info, extra)
 
 

@@ -21,8 +21,9 @@ Sections: ``simcse`` (texts/s ratio, goal >= 2.0), ``stage2`` (stage-2 step / st
 ``grouping`` (length-grouped batches, transformers' ``LengthGroupedSampler``, vs random batches),
 ``bf16`` (bf16 autocast, as ``TrainingArguments(bf16=True)`` runs it on a CPU, vs fp32),
 ``collate`` (share of a step spent tokenising: what caching tokenised texts could save),
-``dropout`` (LoRA dropout folded into A, ``training.fold_lora_dropout``, vs peft's),
-``malloc`` (glibc's mmap threshold fixed at 128 KiB vs large blocks on the heap: step time).
+``dropout`` (LoRA dropout folded into A, ``training.fold_lora_dropout``, vs peft's). glibc's
+malloc settings are compared in separate processes by bench/targets_memory.py (in one process the
+heap grown by earlier steps serves later ones whatever the setting).
 The last line is JSON with every figure.
 """
 
@@ -42,20 +43,7 @@ import torch  # noqa: E402
 
 import perf_common as pc  # noqa: E402
 
-SECTIONS = ("simcse", "stage2", "grouping", "bf16", "collate", "dropout", "malloc")
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def mallopt_mmap_threshold(value: int) -> bool:
-    """Set glibc's mmap threshold (fixed from then on); False where there is no glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(value)))
-    except (OSError, AttributeError):
-        return False
+SECTIONS = ("simcse", "stage2", "grouping", "bf16", "collate", "dropout")
 
 
 class Bench:
@@ -287,24 +275,6 @@ def section_dropout(bench: Bench, batches: list, rounds: int) -> dict:
     return {"time_ratio": pc.summary(slow), "time_ratio_rounds": slow, "times": times, "step_rise_gib": peaks}
 
 
-def section_malloc(bench: Bench, batches: list, rounds: int) -> dict:
-    """glibc heap for large blocks (threshold 32 MiB, where its dynamic threshold ends up after the first steps)
-    vs a fixed 128 KiB mmap threshold (large blocks are mapped and returned to the system when freed)."""
-    settings = {"heap_32MiB": 32 * 2**20, "mmap_128KiB": 128 * 2**10}
-    if not mallopt_mmap_threshold(settings["heap_32MiB"]):
-        return {"skipped": "no glibc mallopt"}
-    times = {name: [] for name in settings}
-    for r in range(rounds + 1):
-        for name, value in settings.items():
-            mallopt_mmap_threshold(value)
-            t0 = time.perf_counter()
-            bench.step("text2token", batches[r % len(batches)])
-            if r:
-                times[name].append(time.perf_counter() - t0)
-    slow = pc.ratios(times, "mmap_128KiB", "heap_32MiB")
-    return {"time_ratio": pc.summary(slow), "time_ratio_rounds": slow, "times": times}
-
-
 def section_collate(bench: Bench, batches: list, rounds: int) -> dict:
     t0 = time.perf_counter()
     for b in batches:
@@ -364,8 +334,6 @@ def main(argv=None) -> int:
                 result[section] = section_bf16(bench, batches, args.rounds)
             elif section == "dropout":
                 result[section] = section_dropout(bench, batches, args.rounds)
-            elif section == "malloc":
-                result[section] = section_malloc(bench, batches, args.rounds)
             elif section == "collate":
                 result[section] = section_collate(bench, batches, max(1, args.rounds // 2))
             result[section]["seconds"] = round(time.time() - t0, 1)
@@ -413,9 +381,6 @@ def print_tables(r: dict) -> None:
         print(f"| LoRA dropout folded into A vs peft's, step time | {pc.fmt_ratio(d['time_ratio_rounds'])} "
               f"(rise in RSS during a step {max(d['step_rise_gib']['folded']):.2f} vs "
               f"{max(d['step_rise_gib']['peft_dropout']):.2f} GiB) | - | - |")
-    if "malloc" in r and "skipped" not in r["malloc"]:
-        print(f"| glibc mmap threshold 128 KiB vs heap (32 MiB), step time | "
-              f"{pc.fmt_ratio(r['malloc']['time_ratio_rounds'])} | - | - |")
     if "collate" in r:
         c = r["collate"]
         print(f"| tokenising + padding (collator) share of a step | {100 * c['share']:.2f} % "

@@ -66,3 +66,13 @@ def corpus_file(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(CORPUS) + "\n")
     return path
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``): the arithmetic of
+    a one-thread subprocess such as the crash runner, and much faster on 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

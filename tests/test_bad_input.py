@@ -14,12 +14,7 @@ GOOD = ["The cat sat on the mat and looked at the garden.", "Economists study in
         "Volcanoes erupt when magma rises through the crust.", "The orchestra played a symphony in the hall."]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(model, data, out, *extra):

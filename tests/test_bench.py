@@ -39,7 +39,7 @@ def test_train_throughput_bench_runs_tiny(capsys):
     assert r["simcse"]["ratio"]["median"] > 0 and r["stage2"]["ratio"]["median"] > 0
     assert r["stage2"]["loss_check"]["max_abs_diff"] < 1e-4  # sparse stage-2 targets give the dense loss
     assert 0 < r["grouping"]["padding_efficiency"]["grouped"] <= 1 and r["bf16"]["ratio"]["n"] == 1
-    assert 0 < r["collate"]["share"] < 1
+    assert 0 < r["collate"]["share"] < 1 and r["dropout"]["time_ratio"]["n"] == 1
 
 
 def test_encode_throughput_bench_runs_tiny(capsys):

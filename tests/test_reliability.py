@@ -26,13 +26,7 @@ TEXTS = SENTENCES  # the training corpus
 RUNNER = Path(__file__).with_name("crash_runner.py")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, as the crash runner: same arithmetic, and much faster on 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_args(model, corpus, out):

@@ -394,10 +394,15 @@ def is_complete(folder: Path) -> bool:
         return False
 
 
+def complete_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete checkpoint (see :func:`is_complete`), oldest first."""
+    return [(step, path) for step, path in _checkpoints(folder) if is_complete(path)]
+
+
 def last_checkpoint(folder: Path) -> Path | None:
     """The newest complete checkpoint (see :func:`is_complete`), if any; partial ones are ignored."""
-    done = [path for _, path in _checkpoints(folder) if is_complete(path)]
-    return done[-1] if done else None
+    done = complete_checkpoints(folder)
+    return done[-1][1] if done else None
 
 
 def remove_incomplete_checkpoints(folder: Path) -> None:

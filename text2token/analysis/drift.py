@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 
 from ..errors import RunFolderError
 from ..model import RUN_CONFIG, Text2TokenModel, apply_adapters, read_run_config
+from ..training import complete_checkpoints
 from .errors import AnalysisError
 from .tokens import TextTokens, top_token_ids
 
@@ -70,7 +70,8 @@ def list_checkpoints(run) -> list[Checkpoint]:
     """Every complete checkpoint of a finished run, in stage order then by step.
 
     A stage's checkpoint is applied on top of the finished adapters of the stages before it
-    (the run's ``adapters`` list). A checkpoint folder without both adapter files is skipped.
+    (the run's ``adapters`` list). A checkpoint that was not completely written (no completion
+    marker, see ``training.is_complete``) or lacks an adapter file is skipped.
     """
     run = Path(run)
     info = read_run_config(run)
@@ -80,11 +81,8 @@ def list_checkpoints(run) -> list[Checkpoint]:
     out = []
     for index, stage in enumerate(stages):
         folder = dirs.get(stage, stage)
-        found = []
-        for path in (run / folder / "checkpoints").glob("checkpoint-*"):
-            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-            if match and all((path / f).is_file() for f in ADAPTER_FILES):
-                found.append((int(match.group(1)), path))
+        found = [(step, path) for step, path in complete_checkpoints(run / folder / "checkpoints")
+                 if all((path / f).is_file() for f in ADAPTER_FILES)]
         prior = tuple(adapters[:index])
         if found and len(prior) < index:
             raise RunFolderError(f"{run}: the checkpoints of {folder} need the finished adapters of the stages "

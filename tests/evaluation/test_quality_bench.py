@@ -1,0 +1,62 @@
+"""bench/quality.py end to end on a tiny model and tiny task folders: the main table, and the ablations'
+shortcuts (reuse of an identical run, stage 2 on the main run's stage 1, checkpoints as runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from t2t_testdata import SENTENCES
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
+
+
+@pytest.fixture()
+def quality():
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "wiki.txt").write_text("\n".join(SENTENCES * 3) + "\n")
+    work, results = tmp_path / "work", tmp_path / "RESULTS.md"
+    common = ["--work", str(work), "--data-dir", str(tmp_path), "--model", tiny_llama, "--texts", "60",
+              "--steps", "2", "--stage2-steps", "2", "--save-steps", "2", "--batch-size", "4", "--max-length", "40",
+              "--results", str(results), "--ablation-tasks", "TinySTS"]
+    quality.main([*common, "--tasks", "TinySTS", "TinyPairs"])
+    timings = json.loads((work / "timings.json").read_text())
+    assert set(timings) == {"t2t-s1", "t2t-s1s2", "simcse-texts", "simcse-time"}
+    # equal texts: stage 1 alone and SimCSE see as many texts as stage 1 + 2 (4 steps of 4)
+    assert {timings[n]["texts_seen"] for n in ("t2t-s1", "t2t-s1s2", "simcse-texts")} == {16}
+    assert json.loads((work / "simcse-texts" / "text2token_config.json").read_text())["objective"] == "simcse"
+    text = results.read_text()
+    for row in ("base mean causal", "base last bidirectional", "Text2Token stage 1 + 2", "SimCSE (equal time)"):
+        assert f"| {row} |" in text
+    assert "TinySTS" in text and "TinyPairs" in text and "--tasks TinySTS TinyPairs" in text
+
+    quality.main([*common, "--ablations", "tau", "steps"])
+    timings = json.loads((work / "timings.json").read_text())
+    # tau = the main recipe's value reuses the main run; the others train stage 2 on its stage 1
+    assert "abl-tau-tau1e-05" not in timings and timings["abl-tau-tau0.1"]["stage1_from"] == "t2t-s1s2"
+    same_stage1 = [(work / run / "stage1" / "adapter" / "adapter_model.safetensors").read_bytes()
+                   for run in ("t2t-s1s2", "abl-tau-tau0.1")]
+    assert same_stage1[0] == same_stage1[1]
+    tau_run = json.loads((work / "abl-tau-tau0.1" / "text2token_config.json").read_text())
+    assert tau_run["hyperparameters"]["tau"] == 0.1 and tau_run["adapters"] == ["stage1/adapter", "stage2/adapter"]
+    # steps: the checkpoint at step 2 of the 4-step runs becomes a run folder; step 4 is the run itself
+    ckpt = work / "abl-steps-t2t-s1-2"
+    assert timings["abl-steps-t2t-s1-2"]["texts_seen"] == 8 and "abl-steps-t2t-s1-4" not in timings
+    assert (ckpt / "stage1" / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        work / "t2t-s1" / "stage1" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors").read_bytes()
+    import text2token
+
+    vectors = text2token.load(str(ckpt)).encode(["a cat sat on the mat"])
+    assert vectors.shape[0] == 1
+    text = results.read_text()
+    assert "### Ablation: tau" in text and "| SimCSE, step 2 |" in text and "| tau=0.1 (stage 1 + 2) |" in text
