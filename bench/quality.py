@@ -1,8 +1,9 @@
 """The quality experiment: Text2Token against LLM2Vec-style SimCSE on the same backbone.
 
 On the embedded SmolLM2-135M-Instruct and the Wikipedia sentences of ../shared/data/corpus, it
-trains (a) Text2Token stage 1 only, (b) stage 1 + stage 2, (c) SimCSE on as many texts as (b),
-(d) SimCSE for the wall-clock time of (b), and evaluates them with the untrained baselines (mean
+trains (a) Text2Token stage 1 only, (b) stage 1 + stage 2, (b') the same with last pooling and the
+PromptEOL template, (c) SimCSE on as many texts as (b), (d) SimCSE for the wall-clock time of (b),
+and evaluates them with the untrained baselines (mean
 and last+PromptEOL pooling, causal and bidirectional attention) on the quick offline suite
 (`text2token eval --benchmark quick`: one small task per type, SciFact cut to 1,000 documents of at
 most 1,000 characters). Then the ablations: pooling, attention, stage-2 τ, learning rate and steps,
@@ -236,6 +237,8 @@ def main_table(exp):
     runs = {}
     runs["Text2Token stage 1"] = exp.train("t2t-s1", stages=["data"], steps=total_steps)
     runs["Text2Token stage 1 + 2"] = exp.train("t2t-s1s2")
+    if a.pooling != "last":  # the untrained model is strongest with last + PromptEOL: train that too
+        runs["Text2Token stage 1 + 2, last + PromptEOL"] = exp.train("t2t-s1s2-last", pooling="last")
     simcse = dict(objective="simcse", lr=a.simcse_lr or a.lr)
     runs["SimCSE (equal texts)"] = exp.train("simcse-texts", steps=total_steps, **simcse)
     # equal wall-clock: the steps SimCSE fits into stage 1 + 2's time, at its own measured pace

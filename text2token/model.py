@@ -8,6 +8,7 @@ trained models share one code path.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,9 @@ def apply_adapters(model, adapters: list[Path]):
     for adapter in adapters:
         if not (adapter / "adapter_config.json").is_file():
             raise RunFolderError(f"adapter folder {adapter} is incomplete (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model
 
 

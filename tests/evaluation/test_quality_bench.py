@@ -31,17 +31,18 @@ def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys
               "--results", str(results), "--ablation-tasks", "TinySTS"]
     quality.main([*common, "--tasks", "TinySTS", "TinyPairs"])
     timings = json.loads((work / "timings.json").read_text())
-    assert set(timings) == {"t2t-s1", "t2t-s1s2", "simcse-texts", "simcse-time"}
+    assert set(timings) == {"t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts", "simcse-time"}
     # equal texts: stage 1 alone and SimCSE see as many texts as stage 1 + 2 (4 steps of 4)
-    assert {timings[n]["texts_seen"] for n in ("t2t-s1", "t2t-s1s2", "simcse-texts")} == {16}
+    assert {timings[n]["texts_seen"] for n in ("t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts")} == {16}
     assert json.loads((work / "simcse-texts" / "text2token_config.json").read_text())["objective"] == "simcse"
     text = results.read_text()
     for row in ("base mean causal", "base last bidirectional", "Text2Token stage 1 + 2", "SimCSE (equal time)"):
         assert f"| {row} |" in text
     assert "TinySTS" in text and "TinyPairs" in text and "--tasks TinySTS TinyPairs" in text
 
-    quality.main([*common, "--ablations", "tau", "steps"])
+    quality.main([*common, "--ablations", "tau", "steps", "pooling"])
     timings = json.loads((work / "timings.json").read_text())
+    assert not any(name.startswith("abl-pooling") for name in timings)  # both pooling values are main runs
     # tau = the main recipe's value reuses the main run; the others train stage 2 on its stage 1
     assert "abl-tau-tau1e-05" not in timings and timings["abl-tau-tau0.1"]["stage1_from"] == "t2t-s1s2"
     same_stage1 = [(work / run / "stage1" / "adapter" / "adapter_model.safetensors").read_bytes()
