@@ -3,7 +3,7 @@
 On the embedded SmolLM2-135M-Instruct and the Wikipedia sentences of ../shared/data/corpus, it
 trains (a) Text2Token stage 1 only, (b) stage 1 + stage 2, (b') the same with last pooling and the
 PromptEOL template, (c) SimCSE on as many texts as (b), (d) SimCSE for the wall-clock time of (b),
-and evaluates them with the untrained baselines (mean
+(d') the same number of SimCSE steps as (d) with last pooling and the template, and evaluates them with the untrained baselines (mean
 and last+PromptEOL pooling, causal and bidirectional attention) on the quick offline suite
 (`text2token eval --benchmark quick`: one small task per type, SciFact cut to 1,000 documents of at
 most 1,000 characters). Then the ablations: pooling, attention, stage-2 τ, learning rate and steps,
@@ -244,7 +244,11 @@ def main_table(exp):
     # equal wall-clock: the steps SimCSE fits into stage 1 + 2's time, at its own measured pace
     t2t_seconds = runs["Text2Token stage 1 + 2"][1]
     per_step = runs["SimCSE (equal texts)"][1] / total_steps
-    runs["SimCSE (equal time)"] = exp.train("simcse-time", steps=max(1, round(t2t_seconds / per_step)), **simcse)
+    time_steps = max(1, round(t2t_seconds / per_step))
+    runs["SimCSE (equal time)"] = exp.train("simcse-time", steps=time_steps, **simcse)
+    if a.pooling != "last":  # the fair peer of (b'): SimCSE with the same pooling and prompt, as many steps as (d)
+        runs["SimCSE (equal time), last + PromptEOL"] = exp.train("simcse-time-last", steps=time_steps, pooling="last",
+                                                                  **simcse)
 
     refs = [] if a.skip_baselines else [(n, a.model or "smollm2-135m-instruct", p, att)
                                          for n, (p, att) in BASELINES.items()]
