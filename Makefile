@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test` (and `make quality`: the ~2 h experiment of RESULTS.md).
+# Two entry points for a fresh machine: `make demo` and `make test` (and `make quality`: the ~2.5 h experiment of RESULTS.md).
 # Everything installs into .venv (created here); PyTorch is the CPU build unless one is already there.
 PYTHON ?= python3
 VENV ?= .venv

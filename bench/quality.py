@@ -108,9 +108,8 @@ class Experiment:
 
         cfg = self.config(**overrides)
         same = self.same_as(cfg, name)
-        if same is not None:  # an identical run was already trained (e.g. an ablation's default value)
-            print(f"=== {name}: same configuration as {same}, reusing it", flush=True)
-            return self.train(same, **self.timings[same]["config"])
+        if same is not None:
+            return same
         run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name}: {json.dumps({k: v for k, v in overrides.items()})}", flush=True)
@@ -135,9 +134,12 @@ class Experiment:
         self.timing_path.write_text(json.dumps(self.timings, indent=1))
 
     def same_as(self, cfg, name):
+        """The trained run (folder, seconds, texts seen) with configuration ``cfg`` under another name, if any:
+        an ablation value equal to the main recipe reuses the main run."""
         for other, t in self.timings.items():
             if other != name and t.get("full") == cfg and (self.work / other / "text2token_config.json").is_file():
-                return other
+                print(f"=== {name}: same configuration as {other}, reusing it", flush=True)
+                return self.trained(other)
         return None
 
     def train_stage2_from(self, name, source, **overrides):
@@ -147,18 +149,23 @@ class Experiment:
 
         import text2token
         from text2token.config import TrainConfig
-        from text2token.stages import prepare_run_dir
+        from text2token.stages import STAGE_DIRS, STAGE_SUMMARY, prepare_run_dir
 
-        src_run, src_seconds, _ = self.trained(source)
         cfg = self.config(**overrides)
+        same = self.same_as(cfg, name)
+        if same is not None:
+            return same
+        src_run, _, _ = self.trained(source)
         run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name} (stage 2 on {source}'s stage 1): {json.dumps(overrides)}", flush=True)
-            prepare_run_dir(TrainConfig(**cfg, output=str(run)), resume=False, overwrite=True)
-            shutil.copytree(src_run / "stage1", run / "stage1", ignore=shutil.ignore_patterns("checkpoints"))
+            config = TrainConfig(**cfg, output=str(run))
+            prepare_run_dir(config, resume=False, overwrite=True)
+            shutil.copytree(src_run / STAGE_DIRS["data"], run / STAGE_DIRS["data"],
+                            ignore=shutil.ignore_patterns("checkpoints"))
             start = time.perf_counter()
-            text2token.train(TrainConfig(**cfg, output=str(run)), resume=True)
-            stage1_seconds = json.loads((src_run / "stage1" / "summary.json").read_text())["seconds"]
+            text2token.train(config, resume=True)
+            stage1_seconds = json.loads((src_run / STAGE_DIRS["data"] / STAGE_SUMMARY).read_text())["seconds"]
             self.record(name, stage1_seconds + time.perf_counter() - start,
                         (cfg["steps"] + cfg["stage2_steps"]) * cfg["batch_size"], overrides, cfg, stage1_from=source)
         t = self.timings[name]
@@ -169,20 +176,22 @@ class Experiment:
         its weights are those of that run stopped there). Time: the source's stage time, pro rata."""
         import shutil
 
+        from text2token.analysis.drift import ADAPTER_FILES
+        from text2token.stages import STAGE_DIRS
+        from text2token.training import is_complete
+
         src_run, src_seconds, _ = self.trained(source)
         src_record = json.loads((src_run / "text2token_config.json").read_text())
         (stage,) = src_record["stages"]
-        stage_dir = {"data": "stage1", "model": "stage2", "simcse": "simcse"}[stage]
+        stage_dir = STAGE_DIRS[stage]
         ckpt = src_run / stage_dir / "checkpoints" / f"checkpoint-{step}"
-        from text2token.training import is_complete
-
         if not is_complete(ckpt):
-            sys.exit(f"quality: {ckpt} has no adapter (train {source} with --save-steps dividing {step})")
+            sys.exit(f"quality: {ckpt} is not a complete checkpoint (train {source} with --save-steps dividing {step})")
         run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             shutil.rmtree(run, ignore_errors=True)
             (run / stage_dir / "adapter").mkdir(parents=True)
-            for f in ("adapter_model.safetensors", "adapter_config.json"):
+            for f in ADAPTER_FILES:
                 shutil.copy2(ckpt / f, run / stage_dir / "adapter" / f)
             record = dict(src_record, adapters=[f"{stage_dir}/adapter"])
             record["hyperparameters"] = dict(record["hyperparameters"], steps=step)
@@ -283,8 +292,7 @@ def ablation(exp, name):
         if how == "train":
             run, seconds, texts = exp.train(run_name, **arg)
         elif how == "stage2":
-            same = exp.same_as(exp.config(**arg), run_name)
-            run, seconds, texts = exp.trained(same) if same else exp.train_stage2_from(run_name, "t2t-s1s2", **arg)
+            run, seconds, texts = exp.train_stage2_from(run_name, "t2t-s1s2", **arg)
         else:
             source, step = arg
             run, seconds, texts = (exp.trained(source) if step == total_steps

@@ -82,3 +82,15 @@ def test_bf16_quality_bench_runs_tiny(capsys):
     assert _bench("bf16_quality").main(["--tiny", "--limit", "10"]) == 0
     r = _last_json(capsys)
     assert r["pairs"] == 10 and r["results"]["mean"]["min_cosine"] > 0.99
+
+
+def test_pair_overlap_reference(tmp_path, capsys):
+    rows = [{"s1": "the cat sat", "s2": "the cat sat down", "label": 1},  # Jaccard 3/4
+            {"s1": "rain in spain", "s2": "rain in spain", "label": 1},  # 1
+            {"s1": "stocks fell", "s2": "the cat sat", "label": 0},  # 0
+            {"s1": "blue sky today", "s2": "blue grass", "label": 0}]  # 1/4
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _bench("pair_overlap").main([str(tmp_path)]) == 100.0  # every positive pair overlaps more
+    rows[3]["s2"] = "blue sky today"  # a negative with full overlap ranks first: AP = (1/2 + 2/3) / 2
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert abs(_bench("pair_overlap").main([str(tmp_path)]) - 100 * (1 / 2 + 2 / 3) / 2) < 1e-9
