@@ -120,3 +120,33 @@ def test_a_refusal_on_the_main_process_stops_every_process(tiny_llama, corpus, t
     assert done.stderr.count("text2token: error:") == 2  # the main process's refusal, on both ranks
     assert "already exists and is not empty" in done.stderr
     assert sorted(p.name for p in taken.iterdir()) == ["something"]
+
+
+CLOSE_CHECK = """
+import os, sys, torch.distributed as dist
+from text2token import cli
+dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:" + sys.argv[1])
+failed = cli.main(["encode", sys.argv[2], "--input", "/nonexistent/texts.txt", "--output", sys.argv[3]])
+print("after error:", failed, dist.is_initialized())
+done = cli.main(["encode", sys.argv[2], "--input", sys.argv[4], "--output", sys.argv[3]])
+print("after success:", done, dist.is_initialized())
+"""
+
+
+def test_a_finished_command_closes_the_process_group(tiny_llama, tmp_path):
+    """Left open, gloo's threads can abort a rank at interpreter exit after its work is done (seen in CI as
+    "terminate called without an active exception" and exit -6). Closed after success; after an error it is
+    left to the launcher, since a rank that failed alone would wait forever in a collective teardown."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one text\nanother text\n")
+    done = subprocess.run([sys.executable, "-c", CLOSE_CHECK, str(port), tiny_llama, str(tmp_path / "e.npy"),
+                           str(texts)], env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "after error: 2 True" in done.stdout
+    assert "after success: 0 False" in done.stdout
+    assert np.load(tmp_path / "e.npy").shape[0] == 2

@@ -185,8 +185,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("text2token").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    finished = False
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        finished = True
+        return code
     except Text2TokenError as exc:
         _close_progress_bars()
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
@@ -196,6 +199,22 @@ def main(argv=None) -> int:
         _close_progress_bars()
         print("text2token: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if finished:
+            _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Close torch.distributed's process group after a successful command under torchrun / accelerate launch.
+
+    Left open, gloo's worker threads can be torn down during interpreter exit and abort a rank whose
+    work is done (torchrun then reports the run as failed). Not done after an error: a rank that
+    failed alone would wait forever for the others in the collective teardown; the launcher stops them.
+    """
+    if "torch" in sys.modules:  # never import torch just to find out
+        from .distributed import shutdown
+
+        shutdown()
 
 
 def _close_progress_bars() -> None:

@@ -44,6 +44,20 @@ def start() -> None:
         PartialState(cpu=not torch.cuda.is_available())
 
 
+def shutdown() -> None:
+    """Wait for every rank, then close the process group (a no-op with one process).
+
+    Leaving it open until interpreter exit lets gloo's threads be torn down in any order, and a
+    rank can then abort ("terminate called without an active exception") after its work is done,
+    which torchrun reports as a failed run.
+    """
+    if is_initialized():
+        try:
+            torch.distributed.barrier()
+        finally:
+            torch.distributed.destroy_process_group()
+
+
 def is_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
