@@ -68,6 +68,13 @@ def parse(argv):
     p.add_argument("--ablation-tasks", nargs="+", default=["STSBenchmark", "TwitterSemEval2015"])
     p.add_argument("--results", default="RESULTS.md")
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--long", action="store_true",
+                   help="the longer-training comparison instead of the main table: stage 1 + 2 at --steps/--stage2-steps "
+                        "against SimCSE at equal wall-clock, both at --pooling, with a learning curve from checkpoints")
+    p.add_argument("--curve-every", type=int, default=40, help="--long: checkpoint spacing of the learning curve")
+    p.add_argument("--simcse-steps", type=int, default=None,
+                   help="--long: SimCSE steps (default: stage 1 + 2's time at SimCSE's pace measured by an earlier "
+                        "SimCSE run of this work folder with the same pooling, batch and length)")
     return p.parse_args(argv)
 
 
@@ -171,9 +178,10 @@ class Experiment:
         t = self.timings[name]
         return run, t["seconds"], t["texts_seen"]
 
-    def checkpoint_run(self, name, source, step):
-        """A run folder holding checkpoint ``step`` of the one-stage run ``source`` (constant learning rate, so
-        its weights are those of that run stopped there). Time: the source's stage time, pro rata."""
+    def checkpoint_run(self, name, source, step, stage=None):
+        """A run folder holding checkpoint ``step`` of the one-stage run ``source``, or of its first ``stage``
+        (constant learning rate, so its weights are those of that run stopped there). Time: the stage's time,
+        pro rata."""
         import shutil
 
         from text2token.analysis.drift import ADAPTER_FILES
@@ -182,7 +190,12 @@ class Experiment:
 
         src_run, src_seconds, _ = self.trained(source)
         src_record = json.loads((src_run / "text2token_config.json").read_text())
-        (stage,) = src_record["stages"]
+        if stage is None:
+            (stage,) = src_record["stages"]
+        elif stage != src_record["stages"][0]:
+            sys.exit(f"quality: {stage} is not the first stage of {source}")
+        if len(src_record["stages"]) > 1:  # the first stage's own time
+            src_seconds = src_record["training"]["stages"][stage]["seconds"]
         stage_dir = STAGE_DIRS[stage]
         ckpt = src_run / stage_dir / "checkpoints" / f"checkpoint-{step}"
         if not is_complete(ckpt):
@@ -193,8 +206,8 @@ class Experiment:
             (run / stage_dir / "adapter").mkdir(parents=True)
             for f in ADAPTER_FILES:
                 shutil.copy2(ckpt / f, run / stage_dir / "adapter" / f)
-            record = dict(src_record, adapters=[f"{stage_dir}/adapter"])
-            record["hyperparameters"] = dict(record["hyperparameters"], steps=step)
+            record = dict(src_record, adapters=[f"{stage_dir}/adapter"], stages=[stage])
+            record["hyperparameters"] = dict(record["hyperparameters"], steps=step, stages=[stage])
             record["training"] = {"checkpoint_of": str(src_run), "step": step}
             (run / "text2token_config.json").write_text(json.dumps(record, indent=2))
             total = src_record["hyperparameters"]["steps"]
@@ -268,6 +281,57 @@ def main_table(exp):
     return table(scores, info, extra)
 
 
+def simcse_pace(exp, cfg):
+    """Seconds per step of an earlier SimCSE run in this work folder trained like ``cfg`` would be (same pooling,
+    attention, batch, length, precision), or None."""
+    keys = ("pooling", "attention", "batch_size", "max_length", "bf16")
+    paces = [t["seconds"] / t["full"]["steps"] for t in exp.timings.values()
+             if (t.get("full") or {}).get("objective") == "simcse" and all(t["full"].get(k) == cfg[k] for k in keys)]
+    return max(paces) if paces else None  # the slowest: never give SimCSE less time than Text2Token had
+
+
+def long_table(exp):
+    """Stage 1 + 2 at --steps/--stage2-steps against SimCSE at equal wall-clock, both at --pooling: the full suite
+    on stage 1 (its last checkpoint), stage 1 + 2 and SimCSE, and a learning curve on --ablation-tasks from the
+    checkpoints every --curve-every steps."""
+    a = exp.args
+    tag = f"{a.pooling}-{a.steps}-{a.stage2_steps}"
+    t2t_name = f"long-t2t-s1s2-{tag}"
+    t2t = exp.train(t2t_name)
+    simcse = dict(objective="simcse", lr=a.simcse_lr or a.lr)
+    steps = a.simcse_steps
+    if steps is None:
+        pace = simcse_pace(exp, exp.config(**simcse))
+        if pace is None:
+            sys.exit("quality: --long needs SimCSE's pace: run the main table with this --pooling first, or pass "
+                     "--simcse-steps")
+        steps = max(1, round(t2t[1] / pace))
+    simcse_name = f"long-simcse-{a.pooling}-{steps}"
+    sim = exp.train(simcse_name, steps=steps, **simcse)
+    s1 = exp.checkpoint_run(f"{t2t_name}-stage1", t2t_name, a.steps, stage="data")
+    prompt = ", last + PromptEOL" if a.pooling == "last" else ""
+    runs = {f"Text2Token stage 1 (step {a.steps}){prompt}": s1,
+            f"Text2Token stage 1 + 2 ({a.steps} + {a.stage2_steps}){prompt}": t2t,
+            f"SimCSE (equal time, {steps} steps){prompt}": sim}
+    refs = [(label, str(run), None, None) for label, (run, _, _) in runs.items()]
+    scores, info = exp.evaluate(refs, tasks=a.tasks, benchmark=None if a.tasks else a.benchmark)
+    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in runs.items()}
+    main = table(scores, info, extra)
+
+    curve = {}
+    for k in range(a.curve_every, a.steps, a.curve_every):
+        curve[f"Text2Token stage 1, step {k}"] = exp.checkpoint_run(f"{t2t_name}-stage1-{k}", t2t_name, k, stage="data")
+    curve[f"Text2Token stage 1, step {a.steps}"] = s1
+    curve[f"Text2Token stage 1 + 2, step {a.steps} + {a.stage2_steps}"] = t2t
+    for k in range(a.curve_every, steps, a.curve_every):
+        curve[f"SimCSE, step {k}"] = exp.checkpoint_run(f"{simcse_name}-{k}", simcse_name, k)
+    curve[f"SimCSE, step {steps}"] = sim
+    refs = [(label, str(run), None, None) for label, (run, _, _) in curve.items()]
+    scores, info = exp.evaluate(refs, tasks=a.ablation_tasks)
+    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in curve.items()}
+    return main + "\n\nLearning curve (checkpoints of the same runs):\n\n" + table(scores, info, extra)
+
+
 def ablation(exp, name):
     """One ablation table. Variants equal to a main-table run reuse it; τ variants train stage 2 on the main
     run's stage 1; the steps ablation evaluates the checkpoints of the main stage-1-only and SimCSE runs."""
@@ -309,7 +373,9 @@ def main(argv=None):
     exp = Experiment(args)
     command = "HF_HUB_OFFLINE=1 python bench/quality.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     sections = []
-    if args.ablations is None:
+    if args.long:
+        sections.append((f"Longer training, {args.pooling} pooling", long_table(exp)))
+    elif args.ablations is None:
         sections.append(("Main table", main_table(exp)))
     else:
         for name in args.ablations:

@@ -94,3 +94,24 @@ def test_pair_overlap_reference(tmp_path, capsys):
     rows[3]["s2"] = "blue sky today"  # a negative with full overlap ranks first: AP = (1/2 + 2/3) / 2
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert abs(_bench("pair_overlap").main([str(tmp_path)]) - 100 * (1 / 2 + 2 / 3) / 2) < 1e-9
+
+
+def test_pair_topic_stats_by_hand():
+    stats = _bench("pair_topic").pair_stats([1.0, 0.8], [0.6, 0.4], [0.0, 0.2])
+    assert abs(stats["cos_paraphrase"] - 0.9) < 1e-12 and abs(stats["cos_random"] - 0.1) < 1e-12
+    assert abs(stats["topic_share"] - (0.5 - 0.1) / (0.9 - 0.1)) < 1e-12  # 0.5
+    assert abs(stats["d_prime"] - 0.4 / 0.1) < 1e-9  # both groups have std 0.1
+    assert stats["ap"] == 100.0  # every paraphrase above every non-paraphrase
+
+
+def test_pair_topic_on_a_tiny_model(tiny_llama, tmp_path, capsys):
+    rows = [{"s1": "the cat sat on the mat", "s2": "the cat sat on the mat", "label": 1},
+            {"s1": "stocks fell sharply today", "s2": "stocks fell sharply today", "label": 1},
+            {"s1": "rain over the hills", "s2": "economists study inflation", "label": 0},
+            {"s1": "a dog barked at night", "s2": "the committee approved the budget", "label": 0}]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = _bench("pair_topic").main([str(tmp_path), f"{tiny_llama}:mean"])
+    r = results[f"{tiny_llama}:mean"]
+    assert abs(r["cos_paraphrase"] - 1.0) < 1e-5  # identical texts
+    assert r["top1_paraphrase"] == 1.0 and r["cos_non_paraphrase"] < 1.0 - 1e-4
+    assert "| AP |" in capsys.readouterr().out

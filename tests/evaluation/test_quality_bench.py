@@ -63,3 +63,20 @@ def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys
     assert vectors.shape[0] == 1
     text = results.read_text()
     assert "### Ablation: tau" in text and "| SimCSE, step 2 |" in text and "| tau=0.1 (stage 1 + 2) |" in text
+
+    # longer training: stage 1 + 2 at 4 + 2 steps against SimCSE at the pace of the main table's SimCSE runs
+    quality.main([*common, "--long", "--steps", "4", "--curve-every", "2", "--tasks", "TinySTS"])
+    timings = json.loads((work / "timings.json").read_text())
+    pace = timings["simcse-texts"]["seconds"] / 4
+    (simcse,) = [n for n in timings if n.startswith("long-simcse-mean-") and n.count("-") == 3]
+    assert int(simcse.rsplit("-", 1)[1]) == max(1, round(timings["long-t2t-s1s2-mean-4-2"]["seconds"] / pace))
+    stage1 = work / "long-t2t-s1s2-mean-4-2-stage1-2"  # step 2 of stage 1 of the two-stage run
+    record = json.loads((stage1 / "text2token_config.json").read_text())
+    assert record["adapters"] == ["stage1/adapter"] and record["stages"] == ["data"]
+    assert (stage1 / "stage1" / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        work / "long-t2t-s1s2-mean-4-2" / "stage1" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors"
+    ).read_bytes()
+    assert timings["long-t2t-s1s2-mean-4-2-stage1"]["texts_seen"] == 16
+    text = results.read_text()
+    assert "### Longer training, mean pooling" in text and "| Text2Token stage 1, step 2 |" in text
+    assert "| Text2Token stage 1 + 2 (4 + 2) |" in text
