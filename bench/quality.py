@@ -24,6 +24,7 @@ time and texts seen per model, the exact command) are written to RESULTS.md (--r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -117,6 +118,7 @@ class Experiment:
         same = self.same_as(cfg, name)
         if same is not None:
             return same
+        name = self.unique_name(name, cfg)
         run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name}: {json.dumps({k: v for k, v in overrides.items()})}", flush=True)
@@ -139,6 +141,15 @@ class Experiment:
     def record(self, name, seconds, texts_seen, overrides, cfg, **extra):
         self.timings[name] = {"seconds": seconds, "texts_seen": texts_seen, "config": overrides, "full": cfg, **extra}
         self.timing_path.write_text(json.dumps(self.timings, indent=1))
+
+    def unique_name(self, name, cfg):
+        """``name``, or ``name`` with a hash of ``cfg`` when the work folder already holds a run of that name trained
+        otherwise (an ablation rerun with another --pooling, for example)."""
+        recorded = self.timings.get(name, {}).get("full")
+        if recorded is None or recorded == cfg:
+            return name
+        digest = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{name}-{digest}"
 
     def same_as(self, cfg, name):
         """The trained run (folder, seconds, texts seen) with configuration ``cfg`` under another name, if any:
@@ -163,6 +174,7 @@ class Experiment:
         if same is not None:
             return same
         src_run, _, _ = self.trained(source)
+        name = self.unique_name(name, cfg)
         run = self.work / name
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name} (stage 2 on {source}'s stage 1): {json.dumps(overrides)}", flush=True)
@@ -379,7 +391,8 @@ def main(argv=None):
         sections.append(("Main table", main_table(exp)))
     else:
         for name in args.ablations:
-            sections.append((f"Ablation: {name}", ablation(exp, name)))
+            context = "" if (args.pooling, args.attention) == ("mean", "causal") else f", {args.pooling} pooling, {args.attention}"
+            sections.append((f"Ablation: {name}{context}", ablation(exp, name)))
     text = "\n\n".join(f"### {title}\n\n`{command}`\n\n{body}" for title, body in sections)
     print("\n" + text)
     out = Path(args.results)

@@ -80,3 +80,11 @@ def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys
     text = results.read_text()
     assert "### Longer training, mean pooling" in text and "| Text2Token stage 1, step 2 |" in text
     assert "| Text2Token stage 1 + 2 (4 + 2) |" in text
+
+    # an ablation rerun with another pooling does not take the mean-pooled runs of the same name
+    quality.main([*common, "--ablations", "lr"])
+    quality.main([*common, "--ablations", "lr", "--pooling", "last"])
+    timings = json.loads((work / "timings.json").read_text())
+    lr_runs = [n for n in timings if n.startswith("abl-lr-lr5e-05")]
+    assert len(lr_runs) == 2 and {timings[n]["full"]["pooling"] for n in lr_runs} == {"mean", "last"}
+    assert "### Ablation: lr, last pooling, causal" in results.read_text()
