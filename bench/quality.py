@@ -308,8 +308,8 @@ def long_table(exp):
     checkpoints every --curve-every steps."""
     a = exp.args
     tag = f"{a.pooling}-{a.steps}-{a.stage2_steps}"
-    t2t_name = f"long-t2t-s1s2-{tag}"
-    t2t = exp.train(t2t_name)
+    t2t = exp.train(f"long-t2t-s1s2-{tag}")
+    t2t_name = t2t[0].name  # the run's own name: an identical earlier run is reused under its name
     simcse = dict(objective="simcse", lr=a.simcse_lr or a.lr)
     steps = a.simcse_steps
     if steps is None:
@@ -318,8 +318,8 @@ def long_table(exp):
             sys.exit("quality: --long needs SimCSE's pace: run the main table with this --pooling first, or pass "
                      "--simcse-steps")
         steps = max(1, round(t2t[1] / pace))
-    simcse_name = f"long-simcse-{a.pooling}-{steps}"
-    sim = exp.train(simcse_name, steps=steps, **simcse)
+    sim = exp.train(f"long-simcse-{a.pooling}-{steps}", steps=steps, **simcse)
+    simcse_name = sim[0].name
     s1 = exp.checkpoint_run(f"{t2t_name}-stage1", t2t_name, a.steps, stage="data")
     prompt = ", last + PromptEOL" if a.pooling == "last" else ""
     runs = {f"Text2Token stage 1 (step {a.steps}){prompt}": s1,
