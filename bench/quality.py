@@ -3,8 +3,9 @@
 On the embedded SmolLM2-135M-Instruct and the Wikipedia sentences of ../shared/data/corpus, it
 trains (a) Text2Token stage 1 only, (b) stage 1 + stage 2, (b') the same with last pooling and the
 PromptEOL template, (c) SimCSE on as many texts as (b), (d) SimCSE for the wall-clock time of (b),
-(d') the same number of SimCSE steps as (d) with last pooling and the template, and evaluates them with the untrained baselines (mean
-and last+PromptEOL pooling, causal and bidirectional attention) on the quick offline suite
+(c') and (d') the same numbers of SimCSE steps as (c) and (d) with last pooling and the template,
+and evaluates them with the untrained baselines (mean and last+PromptEOL pooling, causal and
+bidirectional attention) on the quick offline suite
 (`text2token eval --benchmark quick`: one small task per type, SciFact cut to 1,000 documents of at
 most 1,000 characters). Then the ablations: pooling, attention, stage-2 τ, learning rate and steps,
 each scored on STSBenchmark and TwitterSemEval2015 (or the tasks of --ablation-tasks). Every run
@@ -275,6 +276,9 @@ def main_table(exp):
         runs["Text2Token stage 1 + 2, last + PromptEOL"] = exp.train("t2t-s1s2-last", pooling="last")
     simcse = dict(objective="simcse", lr=a.simcse_lr or a.lr)
     runs["SimCSE (equal texts)"] = exp.train("simcse-texts", steps=total_steps, **simcse)
+    if a.pooling != "last":  # the equal-texts peer of (b')
+        runs["SimCSE (equal texts), last + PromptEOL"] = exp.train("simcse-texts-last", steps=total_steps,
+                                                                   pooling="last", **simcse)
     # equal wall-clock: the steps SimCSE fits into stage 1 + 2's time, at its own measured pace
     t2t_seconds = runs["Text2Token stage 1 + 2"][1]
     per_step = runs["SimCSE (equal texts)"][1] / total_steps

@@ -31,11 +31,12 @@ def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys
               "--results", str(results), "--ablation-tasks", "TinySTS"]
     quality.main([*common, "--tasks", "TinySTS", "TinyPairs"])
     timings = json.loads((work / "timings.json").read_text())
-    assert set(timings) == {"t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts", "simcse-time",
-                            "simcse-time-last"}
+    assert set(timings) == {"t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts", "simcse-texts-last",
+                            "simcse-time", "simcse-time-last"}
     assert timings["simcse-time-last"]["full"]["steps"] == timings["simcse-time"]["full"]["steps"]
     # equal texts: stage 1 alone and SimCSE see as many texts as stage 1 + 2 (4 steps of 4)
-    assert {timings[n]["texts_seen"] for n in ("t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts")} == {16}
+    assert {timings[n]["texts_seen"] for n in ("t2t-s1", "t2t-s1s2", "t2t-s1s2-last", "simcse-texts",
+                                               "simcse-texts-last")} == {16}
     assert json.loads((work / "simcse-texts" / "text2token_config.json").read_text())["objective"] == "simcse"
     text = results.read_text()
     for row in ("base mean causal", "base last bidirectional", "Text2Token stage 1 + 2", "SimCSE (equal time)"):
