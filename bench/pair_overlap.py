@@ -5,11 +5,15 @@ of the two texts (lower-cased \\w+ words) against the labels. RESULTS.md quotes 
 """
 
 import argparse
-import json
 import re
+import sys
 from pathlib import Path
 
-from sklearn.metrics import average_precision_score
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sklearn.metrics import average_precision_score  # noqa: E402
+
+from pair_topic import load_rows  # noqa: E402
 
 
 def words(text: str) -> set[str]:
@@ -20,7 +24,7 @@ def main(argv=None) -> float:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("task_dir", help="folder with test.jsonl rows {s1, s2, label}")
     args = p.parse_args(argv)
-    rows = [json.loads(line) for line in (Path(args.task_dir) / "test.jsonl").read_text().splitlines() if line.strip()]
+    rows = load_rows(args.task_dir)
     overlap = [len(words(r["s1"]) & words(r["s2"])) / max(1, len(words(r["s1"]) | words(r["s2"]))) for r in rows]
     ap = 100 * average_precision_score([r["label"] for r in rows], overlap)
     print(f"{len(rows)} pairs, positive share {sum(r['label'] for r in rows) / len(rows):.3f}, "

@@ -22,7 +22,6 @@ A model is a run folder, or a base model with an optional ``:mean`` / ``:last`` 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,14 @@ from sklearn.metrics import average_precision_score
 
 
 def load_rows(task_dir) -> list[dict]:
-    path = Path(task_dir) / "test.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The checked rows {s1, s2, label} of a local pair-classification task folder."""
+    from text2token.evaluation.localdata import TaskFolder, detect_type
+
+    path = Path(task_dir)
+    folder = TaskFolder(path.name, path, detect_type(path))
+    if folder.type != "PairClassification":
+        raise SystemExit(f"{path} is a {folder.type} task, not pair classification")
+    return folder.read()["test"]
 
 
 def random_pairs(rows, seed: int = 0) -> list[tuple[str, str]]:

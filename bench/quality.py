@@ -266,6 +266,16 @@ def table(scores, info, extra=None):
     return "\n".join(lines)
 
 
+def runs_table(exp, runs, tasks=None, benchmark=None, baselines=()):
+    """Evaluate trained runs ``{label: (run folder, seconds, texts seen)}`` and untrained ``baselines``
+    (refs as for :meth:`Experiment.evaluate`), and return the table with train time and texts seen."""
+    refs = list(baselines) + [(label, str(run), None, None) for label, (run, _, _) in runs.items()]
+    scores, info = exp.evaluate(refs, tasks=tasks, benchmark=benchmark)
+    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in runs.items()}
+    extra.update({label: {"train time (s)": "0", "texts seen": 0} for label, *_ in baselines})
+    return table(scores, info, extra)
+
+
 def main_table(exp):
     a = exp.args
     total_steps = a.steps + a.stage2_steps
@@ -288,13 +298,9 @@ def main_table(exp):
         runs["SimCSE (equal time), last + PromptEOL"] = exp.train("simcse-time-last", steps=time_steps, pooling="last",
                                                                   **simcse)
 
-    refs = [] if a.skip_baselines else [(n, a.model or "smollm2-135m-instruct", p, att)
-                                         for n, (p, att) in BASELINES.items()]
-    refs += [(label, str(run), None, None) for label, (run, _, _) in runs.items()]
-    scores, info = exp.evaluate(refs, tasks=a.tasks, benchmark=None if a.tasks else a.benchmark)
-    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in runs.items()}
-    extra.update({n: {"train time (s)": "0", "texts seen": 0} for n, *_ in refs if n in BASELINES})
-    return table(scores, info, extra)
+    baselines = [] if a.skip_baselines else [(n, a.model or "smollm2-135m-instruct", p, att)
+                                              for n, (p, att) in BASELINES.items()]
+    return runs_table(exp, runs, a.tasks, None if a.tasks else a.benchmark, baselines)
 
 
 def simcse_pace(exp, cfg):
@@ -329,10 +335,7 @@ def long_table(exp):
     runs = {f"Text2Token stage 1 (step {a.steps}){prompt}": s1,
             f"Text2Token stage 1 + 2 ({a.steps} + {a.stage2_steps}){prompt}": t2t,
             f"SimCSE (equal time, {steps} steps){prompt}": sim}
-    refs = [(label, str(run), None, None) for label, (run, _, _) in runs.items()]
-    scores, info = exp.evaluate(refs, tasks=a.tasks, benchmark=None if a.tasks else a.benchmark)
-    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in runs.items()}
-    main = table(scores, info, extra)
+    main = runs_table(exp, runs, a.tasks, None if a.tasks else a.benchmark)
 
     curve = {}
     for k in range(a.curve_every, a.steps, a.curve_every):
@@ -342,10 +345,7 @@ def long_table(exp):
     for k in range(a.curve_every, steps, a.curve_every):
         curve[f"SimCSE, step {k}"] = exp.checkpoint_run(f"{simcse_name}-{k}", simcse_name, k)
     curve[f"SimCSE, step {steps}"] = sim
-    refs = [(label, str(run), None, None) for label, (run, _, _) in curve.items()]
-    scores, info = exp.evaluate(refs, tasks=a.ablation_tasks)
-    extra = {label: {"train time (s)": f"{sec:.0f}", "texts seen": texts} for label, (_, sec, texts) in curve.items()}
-    return main + "\n\nLearning curve (checkpoints of the same runs):\n\n" + table(scores, info, extra)
+    return main + "\n\nLearning curve (checkpoints of the same runs):\n\n" + runs_table(exp, curve, a.ablation_tasks)
 
 
 def ablation(exp, name):
@@ -366,21 +366,18 @@ def ablation(exp, name):
                  + [(f"SimCSE, step {k}", ("checkpoint", ("simcse-texts", k)))
                     for k in range(a.save_steps, total_steps + 1, a.save_steps)],
     }[name]
-    refs, extra = [], {}
+    runs = {}
     for label, (how, arg) in variants:
         run_name = f"abl-{name}-{label.split(' (')[0]}".replace("=", "").replace(" ", "-").replace(",", "")
         if how == "train":
-            run, seconds, texts = exp.train(run_name, **arg)
+            runs[label] = exp.train(run_name, **arg)
         elif how == "stage2":
-            run, seconds, texts = exp.train_stage2_from(run_name, "t2t-s1s2", **arg)
+            runs[label] = exp.train_stage2_from(run_name, "t2t-s1s2", **arg)
         else:
             source, step = arg
-            run, seconds, texts = (exp.trained(source) if step == total_steps
-                                   else exp.checkpoint_run(f"abl-steps-{source}-{step}", source, step))
-        refs.append((label, str(run), None, None))
-        extra[label] = {"train time (s)": f"{seconds:.0f}", "texts seen": texts}
-    scores, info = exp.evaluate(refs, tasks=a.ablation_tasks)
-    return table(scores, info, extra)
+            runs[label] = (exp.trained(source) if step == total_steps
+                           else exp.checkpoint_run(f"abl-steps-{source}-{step}", source, step))
+    return runs_table(exp, runs, a.ablation_tasks)
 
 
 def main(argv=None):

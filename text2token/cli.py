@@ -185,10 +185,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("text2token").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    finished = False
     try:
         code = int(args.func(args) or 0)
-        finished = True
+        _close_process_group()
         return code
     except Text2TokenError as exc:
         _close_progress_bars()
@@ -199,9 +198,6 @@ def main(argv=None) -> int:
         _close_progress_bars()
         print("text2token: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if finished:
-            _close_process_group()
 
 
 def _close_process_group() -> None:
