@@ -8,18 +8,6 @@ from text2token.objective import dense_kl_loss, kl_loss, pad_targets
 from text2token.targets import DataDrivenTargets, background_distribution, model_derived_target, sparsify
 
 
-@pytest.fixture(scope="module")
-def word_tokenizer(tmp_path_factory):
-    """A word-level tokenizer with known ids, so expected targets can be worked out by hand."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"[PAD]": 0, "[UNK]": 1, "cat": 2, "sat": 3, "mat": 4, "CAT": 5, "dog": 6, "_": 7, "x_y": 8}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
-
-
 def test_data_driven_target_by_hand(word_tokenizer):
     builder = DataDrivenTargets(word_tokenizer)
     # non-word runs -> space; stop words (the, on, and, a) dropped case-insensitively; 'cat' twice counts once;

@@ -17,7 +17,8 @@ TRAIN_FLAGS = {
     "stage2_lr": float, "max_length": int, "tau": float, "background_samples": int, "lora_r": int,
     "lora_alpha": int, "lora_dropout": float, "seed": int, "save_steps": int, "logging_steps": int,
     "report_to": str, "weighting": str, "objective": str, "simcse_temperature": float, "simcse_dropout": float,
-    "dtype": str, "lr_scheduler": str,
+    "dtype": str, "lr_scheduler": str, "stage1_data": None, "stage2_data": None, "stop_words": str,
+    "lora_target_modules": None, "contrastive_weight": float, "head_filter": int, "precision": str,
 }
 
 
@@ -29,6 +30,9 @@ def _add_train(sub):
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--model", help="hub id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--data", nargs="+", help="text files (one text per line), JSONL files, folders, or a dataset name")
+    p.add_argument("--stage1-data", nargs="+", help="stage-1 corpus instead of --data (the prototype: passages)")
+    p.add_argument("--stage2-data", nargs="+", help="stage-2 corpus instead of --data (the prototype: sentences; "
+                   "the background is taken over it)")
     p.add_argument("--data-field", help="JSONL/dataset field holding the text (default: text)")
     p.add_argument("--output", help="run folder to create")
     p.add_argument("--pooling", help="mean (default) or last (PromptEOL template)")
@@ -47,7 +51,17 @@ def _add_train(sub):
     p.add_argument("--max-length", type=int, help="max tokens per text (default 128)")
     p.add_argument("--tau", type=float, help="stage-2 target temperature (default 1e-5)")
     p.add_argument("--background-samples", type=int, help="corpus texts for the stage-2 background (default 2048)")
-    p.add_argument("--weighting", help="stage-1 target weights: uniform (default) or idf")
+    p.add_argument("--weighting", help="stage-1 target weights: uniform (default), idf, or prompt_attention (the "
+                   "attention the prompt's last token pays to each in-text token)")
+    p.add_argument("--stop-words", help="stage-1 stop words: nltk (default, the prototype's list), sklearn, none")
+    p.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
+                   help="LoRA on: all-linear, attention (q,k,v,o), qv, or module names")
+    p.add_argument("--contrastive-weight", type=float,
+                   help="joint objective: add SimCSE's in-batch term with this weight to the Text2Token KL "
+                        "(two dropout views; default 0: off)")
+    p.add_argument("--head-filter", type=int, metavar="K",
+                   help="remove the LM head's K dominant singular directions from the projection the loss and "
+                        "stage-2 targets use (default 0: off)")
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=int)
     p.add_argument("--lora-dropout", type=float)
@@ -55,7 +69,9 @@ def _add_train(sub):
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 100)")
     p.add_argument("--logging-steps", type=int)
     p.add_argument("--report-to", help="none (default), tensorboard, wandb, ... (transformers integrations)")
-    p.add_argument("--bf16", action="store_true", default=None, help="bf16 mixed precision")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="bf16 autocast or fp32; auto (default): bf16 where the hardware runs it fast")
+    p.add_argument("--bf16", action="store_true", default=None, help="the same as --precision bf16")
     p.add_argument("--lr-scheduler", help="linear (default: decay to 0, the paper's) or constant")
     p.add_argument("--dtype", help="backbone weights: float32 (default), bfloat16 (half the memory; GPUs), float16")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
@@ -72,15 +88,26 @@ def cmd_train(args) -> int:
     if args.resume:
         run = train(TrainConfig(output=args.resume), resume=True)
     else:
-        overrides = {k: getattr(args, k) for k in list(TRAIN_FLAGS) + ["bf16", "gradient_checkpointing", "group_by_length"]
+        overrides = {k: getattr(args, k) for k in list(TRAIN_FLAGS) + ["gradient_checkpointing", "group_by_length"]
                      if getattr(args, k, None) is not None}
+        if args.bf16:
+            if overrides.get("precision", "bf16") != "bf16":
+                raise ConfigError(f"--bf16 contradicts --precision {overrides['precision']}")
+            overrides["precision"] = "bf16"
+        modules = overrides.get("lora_target_modules")
+        if modules and len(modules) == 1 and modules[0] in ("all-linear", "attention", "qv"):
+            overrides["lora_target_modules"] = modules[0]
         if overrides.get("stages") == ["both"]:
             overrides["stages"] = ["data", "model"]
         config = TrainConfig.from_file(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "flags")
         if "stages" in overrides and config.objective == "simcse":
             raise ConfigError("--stages does not apply to objective simcse: it trains one stage (simcse)")
-        if not config.data:
+        stages = [s for s in config.stages if s != "simcse"] or ["model"]
+        if not all(config.data_of(s) for s in stages):
             raise Text2TokenError("no training data: pass --data FILE (or set `data` in --config)")
+        from .precision import describe, resolve
+
+        print(describe(resolve(config.precision), config.precision), file=sys.stderr)
         run = train(config, overwrite=args.overwrite)
     from .distributed import is_main
 

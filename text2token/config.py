@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import ConfigError
 from .pooling import POOLINGS, PROMPT_EOL
 
 STAGES = ("data", "model")
+WEIGHTINGS = ("uniform", "idf", "prompt_attention")  # stage-1 target weights
 DTYPES = ("float32", "bfloat16", "float16")  # dtype of the backbone weights while training
 OBJECTIVES = ("text2token", "simcse")  # simcse: the LLM2Vec-style unsupervised SimCSE baseline (contrastive.py)
 SIMCSE_STAGE = "simcse"  # the one stage of a SimCSE run
@@ -25,6 +27,10 @@ class TrainConfig:
 
     model: str | None = None  # hub id, local folder or .gguf; None = embedded SmolLM2-135M-Instruct
     data: list[str] = field(default_factory=list)  # files, folders, or a Hugging Face dataset name
+    # per-stage corpora (empty: ``data``). The prototype trains stage 1 on passages, stage 2 on sentences;
+    # the stage-2 background is taken over the stage-2 corpus
+    stage1_data: list[str] = field(default_factory=list)
+    stage2_data: list[str] = field(default_factory=list)
     data_field: str = "text"  # JSONL / dataset field holding the text
     output: str | None = None
     pooling: str = "mean"
@@ -43,16 +49,21 @@ class TrainConfig:
     background_samples: int | None = 2048  # corpus texts for the stage-2 background; None = all
     target_max_k: int = 64  # sparse stage-2 targets: at most this many tokens per text ...
     target_min_mass: float = 1 - 1e-6  # ... holding at least this share of the target's mass
-    weighting: str = "uniform"  # stage-1 target weights: uniform (paper) or idf
+    # stage-1 target weights: uniform (paper), idf, or prompt_attention (the prototype's unreported variant:
+    # the attention the prompt's last token pays to each in-text token, targets/prompt_attention.py)
+    weighting: str = "uniform"
+    stop_words: str = "nltk"  # stage-1 stop words: nltk (the prototype's list), sklearn, none
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"  # attention and MLP projections
+    # which linear layers get LoRA: a preset (all-linear: attention and MLP; attention: the attention
+    # projections, q,k,v,o as at the prototype's HEAD; qv: q and v, its earliest commits) or module names
+    lora_target_modules: list[str] | str = "all-linear"
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     lr_scheduler: str = "linear"  # linear decay to 0 (the paper), or constant (and any transformers scheduler name)
     max_grad_norm: float = 1.0
-    bf16: bool = False
+    precision: str = "auto"  # bf16 autocast or fp32; auto: bf16 where the hardware runs it fast (precision.py)
     dtype: str = "float32"  # backbone weights: bfloat16 halves the memory of a large backbone (LoRA stays fp32)
     gradient_checkpointing: bool = False
     # batches of texts of similar token length (transformers' LengthGroupedSampler, seeded): less padding,
@@ -69,14 +80,27 @@ class TrainConfig:
     objective: str = "text2token"
     simcse_temperature: float = 0.05  # cosine similarity / temperature
     simcse_dropout: float = 0.3  # attention dropout during SimCSE training (LLM2Vec's simcse_dropout)
+    # beyond the paper: the joint objective. > 0 adds SimCSE's in-batch contrastive term (two dropout views,
+    # simcse_temperature, simcse_dropout) with this weight to the Text2Token KL, which is then averaged
+    # over both views, in every Text2Token stage
+    contrastive_weight: float = 0.0
+    # beyond the paper: remove the LM head's k dominant singular directions (the frequent-token bias
+    # shared by all logits) from the vocabulary projection that the loss and the stage-2 targets use
+    head_filter: int = 0
 
     def __post_init__(self):
         self.validate()
 
+    def data_of(self, stage: str) -> list[str]:
+        """The corpus of one stage: ``stage1_data`` / ``stage2_data`` where set, else ``data``."""
+        own = {"data": self.stage1_data, "model": self.stage2_data}.get(stage)
+        return list(own or self.data)
+
     # ------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
-        if isinstance(self.data, str):
-            self.data = [self.data]
+        for name in ("data", "stage1_data", "stage2_data"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         if isinstance(self.stages, str):
             self.stages = list(STAGES) if self.stages == "both" else [self.stages]
         hints = typing.get_type_hints(TrainConfig)
@@ -116,8 +140,28 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.target_min_mass <= 1:
             raise ConfigError(f"target_min_mass must be in (0, 1], got {self.target_min_mass}")
-        if self.weighting not in ("uniform", "idf"):
-            raise ConfigError(f"unknown weighting {self.weighting!r}: use 'uniform' or 'idf'")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"unknown weighting {self.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
+        from .targets.data_driven import STOP_WORD_LISTS
+        from .precision import PRECISIONS
+        from .lora import LORA_PRESETS
+
+        if self.stop_words not in STOP_WORD_LISTS:
+            raise ConfigError(f"unknown stop_words {self.stop_words!r}: choose one of {', '.join(STOP_WORD_LISTS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if isinstance(self.lora_target_modules, str) and self.lora_target_modules not in LORA_PRESETS:
+            raise ConfigError(f"unknown lora_target_modules {self.lora_target_modules!r}: a preset "
+                              f"({', '.join(LORA_PRESETS)}) or a list of module names")
+        if isinstance(self.lora_target_modules, list) and not self.lora_target_modules:
+            raise ConfigError("lora_target_modules is an empty list: name at least one module, or a preset")
+        if not (self.contrastive_weight >= 0 and math.isfinite(self.contrastive_weight)):
+            raise ConfigError(f"contrastive_weight must be a finite number >= 0, got {self.contrastive_weight}")
+        if self.contrastive_weight > 0 and self.objective == "simcse":
+            raise ConfigError("contrastive_weight adds SimCSE's term to the Text2Token objective; "
+                              "objective simcse already is that term alone")
+        if self.head_filter < 0:
+            raise ConfigError(f"head_filter must be 0 or more (directions removed), got {self.head_filter}")
         for name in ("lora_dropout", "simcse_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -141,6 +185,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        values = dict(values)
+        if "bf16" in values:  # before `precision`: bf16 true/false (configs and runs of earlier versions)
+            bf16 = values.pop("bf16")
+            if not isinstance(bf16, bool):
+                raise ConfigError(f"{source}: bf16 must be true or false, got {bf16!r}")
+            values.setdefault("precision", "bf16" if bf16 else "fp32")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -7,6 +7,7 @@ trained models share one code path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -39,16 +40,21 @@ def embed(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
     return pool(out.last_hidden_state.float(), batch["attention_mask"], pooling)
 
 
-def vocab_logits(model, embedding: torch.Tensor) -> torch.Tensor:
+def vocab_logits(model, embedding: torch.Tensor, remove: torch.Tensor | None = None) -> torch.Tensor:
     """W_lm · e(x) in fp32, with the backbone's own (frozen) LM head.
 
     fp32 under bf16 autocast too (``train --bf16``, ``encode(autocast=True)``): autocast would
     otherwise run this matmul in bf16 (logits of magnitude ~10-30 off by ~0.1) and cast the
-    whole LM head to bf16 at every call."""
+    whole LM head to bf16 at every call. ``remove``: orthonormal directions ``[dim, k]`` of the
+    hidden space projected out of e(x) first (:func:`text2token.objective.head_directions`)."""
     head = causal_lm(model).get_output_embeddings()
     with torch.autocast(embedding.device.type, enabled=False):
         weight = head.weight.float()
-        logits = embedding.float() @ weight.T
+        embedding = embedding.float()
+        if remove is not None:
+            remove = remove.to(embedding.device)
+            embedding = embedding - (embedding @ remove) @ remove.T
+        logits = embedding @ weight.T
         bias = getattr(head, "bias", None)
         return logits + bias.float() if bias is not None else logits
 
@@ -57,7 +63,9 @@ class Text2TokenModel:
     """A text embedder: ``encode(texts)`` gives e(x); ``token_distribution`` gives p(· | x)."""
 
     def __init__(self, model, tokenizer, pooling="mean", attention="causal", max_length=128,
-                 prompt=PROMPT_EOL, name="text2token", backbone=None):
+                 prompt=PROMPT_EOL, name="text2token", backbone=None, precision: str = "fp32"):
+        from .precision import resolve
+
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = check_pooling(pooling)
@@ -67,6 +75,8 @@ class Text2TokenModel:
         self.name = name
         self.backbone = backbone
         self.text_encoder = TextEncoder(tokenizer, self.pooling, self.max_length, prompt)
+        # what ``encode`` runs in unless told (``autocast=``): "bf16" autocast or plain "fp32"
+        self.precision = resolve(precision, self.device.type)
         set_attention(model, attention)
 
     @property
@@ -80,14 +90,16 @@ class Text2TokenModel:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, name_or_path: str | None = None, pooling: str | None = None, attention: str | None = None,
-             max_length: int | None = None, dtype=None) -> "Text2TokenModel":
+             max_length: int | None = None, dtype=None, precision: str = "fp32") -> "Text2TokenModel":
         """Open a run folder, or a base LM (hub id, local folder, GGUF file; ``None``: the default).
 
         For a run folder, ``pooling``/``attention``/``max_length`` default to the run's own.
+        ``precision``: what ``encode`` runs in (``fp32``, ``bf16`` autocast, or ``auto``: bf16 where the
+        hardware runs it fast).
         """
         path = Path(name_or_path) if name_or_path else None
         if path is not None and (path / RUN_CONFIG).is_file():
-            return _load_run(cls, path, pooling, attention, max_length, dtype)
+            return _load_run(cls, path, pooling, attention, max_length, dtype, precision)
         if path is not None and (path / "train_config.json").is_file():
             raise RunFolderError(f"{path} is a run folder without {RUN_CONFIG}: training did not finish; "
                                  "resume it with `text2token train --resume`")
@@ -96,7 +108,7 @@ class Text2TokenModel:
         model.eval()
         return cls(model, tokenizer, pooling=pooling or "mean", attention=attention,
                    max_length=max_length or 128, name=str(name_or_path or DEFAULT_BACKBONE),
-                   backbone=name_or_path or DEFAULT_BACKBONE)
+                   backbone=name_or_path or DEFAULT_BACKBONE, precision=precision)
 
     # ---------------------------------------------------------------- encoding
     def batches(self, texts: list[str], batch_size: int):
@@ -110,13 +122,14 @@ class Text2TokenModel:
 
     @torch.inference_mode()
     def encode(self, texts, batch_size: int = 32, normalize: bool = False, show_progress: bool | None = None,
-               output: str = "dense", autocast: bool = False, sparse_k: int = 64):
+               output: str = "dense", autocast: bool | None = None, sparse_k: int = 64):
         """Embed texts: a float32 array ``[len(texts), embedding_dim]`` in input order.
 
         ``output="distribution"`` returns p(· | x) over the vocabulary instead of e(x).
         ``output="sparse"`` returns a lexical vector per text: a ``scipy.sparse.csr_matrix``
         ``[len(texts), vocab]`` (float32) holding the ``sparse_k`` largest probabilities of
         p(· | x) at their token ids (not renormalised; rows L2-normalised with ``normalize``).
+        ``autocast``: bf16 autocast on or off; ``None`` follows the model's ``precision``.
         """
         from tqdm.auto import tqdm
 
@@ -126,6 +139,8 @@ class Text2TokenModel:
         if output not in ("dense", "distribution", "sparse"):
             raise ValueError(f"unknown output {output!r}: use 'dense', 'distribution' or 'sparse'")
         self.model.eval()
+        if autocast is None:
+            autocast = self.precision == "bf16"
         width = self.embedding_dim if output == "dense" else causal_lm(self.model).get_output_embeddings().weight.shape[0]
         if output == "sparse":
             return self._encode_sparse(texts, batch_size, normalize, show_progress, autocast, sparse_k, width)
@@ -197,13 +212,21 @@ def apply_adapters(model, adapters: list[Path]):
     for adapter in adapters:
         if not (adapter / "adapter_config.json").is_file():
             raise RunFolderError(f"adapter folder {adapter} is incomplete (no adapter_config.json)")
-        with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
-            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model
 
 
-def _load_run(cls, path: Path, pooling, attention, max_length, dtype):
+@contextlib.contextmanager
+def quiet_peft():
+    """peft asks transformers 5 a deprecated question (``is_gradient_checkpointing``) whenever it wraps a
+    model; the FutureWarning says nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _load_run(cls, path: Path, pooling, attention, max_length, dtype, precision="fp32"):
     info = read_run_config(path)
     model_info = info["model"]
     attention = attention or model_info["attention"]
@@ -213,7 +236,7 @@ def _load_run(cls, path: Path, pooling, attention, max_length, dtype):
     model.eval()
     return cls(model, tokenizer, pooling=pooling or model_info["pooling"], attention=attention,
                max_length=max_length or model_info["max_length"], prompt=model_info.get("prompt", PROMPT_EOL),
-               name=str(path), backbone=model_info["backbone"])
+               name=str(path), backbone=model_info["backbone"], precision=precision)
 
 
 def load(name_or_path: str | None = None, **kwargs) -> Text2TokenModel:

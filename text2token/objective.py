@@ -2,6 +2,11 @@
 
 Targets are sparse, so the loss needs only the log-probabilities at the target's tokens:
 KL(q ‖ p) = Σ_t q_t (log q_t − log p_t), summed over the target's support.
+
+Two options beyond the paper (each off by default; RESULTS.md says what they did):
+the joint objective (:func:`joint_loss`: the KL on two dropout views plus SimCSE's in-batch
+contrastive term), and the head filter (:func:`head_directions`: the LM head's dominant singular
+directions, which raise frequent tokens for every text, projected out of e(x) before the loss).
 """
 
 from __future__ import annotations
@@ -34,3 +39,33 @@ def dense_kl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     log_p = torch.log_softmax(logits.float(), dim=-1)
     q = target.float()
     return torch.where(q > 0, q * (q.clamp(min=1e-30).log() - log_p), torch.zeros_like(q)).sum(-1).mean()
+
+
+def head_directions(model, k: int) -> torch.Tensor | None:
+    """The ``k`` dominant right singular vectors of the LM head ``W_lm`` (``[dim, k]``, orthonormal, fp32).
+
+    Every text's logits share them: along them W_lm · e mostly lifts the same frequent tokens for any
+    e(x). Projected out of e(x) (``vocab_logits(..., remove=...)``), the loss and the stage-2 targets see
+    only the text-specific part of the vocabulary distribution. ``k = 0``: None (no filter)."""
+    if k <= 0:
+        return None
+    from .model import causal_lm
+
+    weight = causal_lm(model).get_output_embeddings().weight.detach().float().cpu()
+    if k >= weight.shape[1]:
+        raise ValueError(f"head_filter {k} removes every direction of a {weight.shape[1]}-dimensional embedding")
+    _, _, vh = torch.linalg.svd(weight, full_matrices=False)
+    return vh[:k].T.contiguous()
+
+
+def joint_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: torch.Tensor,
+               first: torch.Tensor, second_all: torch.Tensor, offset: int, weight: float,
+               temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """KL over both views' ``logits`` ``[2n, V]`` (targets ``[n, K]``, one per text) plus ``weight`` x SimCSE's
+    loss of ``first`` ``[n, d]`` against ``second_all`` (see :func:`text2token.contrastive.simcse_loss`).
+    Returns ``(total, kl, contrastive)``."""
+    from .contrastive import simcse_loss
+
+    kl = kl_loss(logits, target_ids.repeat(2, 1), target_weights.repeat(2, 1))
+    contrastive = simcse_loss(first, second_all, temperature, offset)
+    return kl + weight * contrastive, kl, contrastive

@@ -38,6 +38,8 @@ from .errors import DataError, RunFolderError
 from .files import atomic_path, atomic_torch_save, atomic_write_text
 from .model import RUN_CONFIG, Text2TokenModel, apply_adapters
 from .targets import DataDrivenTargets, background_distribution, teacher_targets
+from .objective import head_directions
+from .precision import resolve as resolve_precision
 from .targets.model_derived import mean_teacher_logits
 from .training import train_stage
 
@@ -99,22 +101,41 @@ def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool, check_on
 
 
 def corpus_split(config: TrainConfig, world_size: int = 1):
-    """Read the corpus once; shuffle it (seeded) and give each stage its own texts."""
+    """Read each stage's corpus once; shuffle it (seeded) and give each stage its own texts.
+
+    With one corpus for both stages (``data``), stage 2 takes the texts after stage 1's. With
+    ``stage1_data`` / ``stage2_data``, each stage draws from its own corpus, and ``"all"`` (the
+    stage-2 background's sample) is the stage-2 corpus, as in the prototype.
+    """
     need = {s: config.steps_of[s] * config.batch_size * config.grad_accum * world_size for s in config.stages}
-    texts, stats = read_corpus(config.data, config.data_field, config.max_chars)
-    log.info("corpus: %s", stats.summary())
-    order = list(range(len(texts)))
-    random.Random(config.seed).shuffle(order)
-    shuffled = [texts[i] for i in order]
+    sources = {stage: tuple(config.data_of(stage)) for stage in ("data", "model")}
+    read: dict[tuple, list[str]] = {}
+    stats = None
+    for stage in ("model", "data"):  # the stage-2 corpus is the one the summary describes when both differ
+        if stage not in config.stages and not (stage == "model" and "simcse" in config.stages):
+            continue
+        if sources[stage] not in read:
+            texts, found = read_corpus(list(sources[stage]), config.data_field, config.max_chars)
+            log.info("corpus %s: %s", ", ".join(sources[stage]), found.summary())
+            order = list(range(len(texts)))
+            random.Random(config.seed).shuffle(order)
+            read[sources[stage]] = [texts[i] for i in order]
+            stats = stats or found
+    if "data" in config.stages and sources["data"] not in read:
+        raise DataError("no stage-1 corpus")  # unreachable: the loop above reads it
+    shuffled2 = read.get(sources["model"]) or read[sources["data"]]
     # exactly steps x global batch texts (the corpus repeated if it is smaller): every step sees a
     # full batch, so a run gives the same batches whatever the number of processes
-    stage1 = _cycle(shuffled, need.get("data", 0))
-    # stage 2 takes the texts after stage 1's where the corpus is large enough, else wraps around
-    start = len(stage1) % len(shuffled)
-    rotated = shuffled[start:] + shuffled[:start]
+    stage1 = _cycle(read[sources["data"]], need.get("data", 0)) if "data" in need else []
+    if sources["data"] == sources["model"]:
+        # stage 2 takes the texts after stage 1's where the corpus is large enough, else wraps around
+        start = len(stage1) % len(shuffled2)
+        rotated = shuffled2[start:] + shuffled2[:start]
+    else:
+        rotated = shuffled2
     stage2 = _cycle(rotated, need.get("model", 0))
-    simcse = _cycle(shuffled, need.get("simcse", 0))  # the texts of stage 1 then stage 2 of a Text2Token run
-    return {"data": stage1, "model": stage2, "simcse": simcse, "all": shuffled}, stats
+    simcse = _cycle(shuffled2, need.get("simcse", 0))  # the texts of stage 1 then stage 2 of a Text2Token run
+    return {"data": stage1, "model": stage2, "simcse": simcse, "all": shuffled2}, stats
 
 
 def _cycle(items: list, count: int) -> list:
@@ -130,11 +151,21 @@ def target_block(config: TrainConfig) -> int:
     return max(1, min(config.batch_size * config.grad_accum * dist.world_size(), dist.MAX_BLOCK))
 
 
-def build_stage1_targets(tokenizer, texts: list[str], config: TrainConfig):
+def build_stage1_targets(tokenizer, texts: list[str], config: TrainConfig, model=None):
     """Data-driven targets for ``texts``. With several processes each builds its own blocks of
-    texts (IDF counts summed over all), and the targets are gathered so every rank holds all."""
+    texts (IDF counts summed over all), and the targets are gathered so every rank holds all.
+    ``weighting: prompt_attention`` needs the base ``model`` (:mod:`text2token.targets.prompt_attention`)."""
     blocks = dist.block_ranges(len(texts), target_block(config))
-    builder = DataDrivenTargets(tokenizer)
+    builder = DataDrivenTargets(tokenizer, stop_words=config.stop_words)
+    if config.weighting == "prompt_attention":
+        from .targets.prompt_attention import attention_per_token, smoothed
+
+        rows = []
+        for a, b in blocks:
+            attention = attention_per_token(model, tokenizer, texts[a:b], config.max_length, config.prompt)
+            rows += [(ids, smoothed(att, ids)) for (ids, _), att in zip(builder(texts[a:b]), attention)]
+        targets = dist.gather_lists(rows)
+        return _keep_nonempty(texts, targets)
     if config.weighting == "idf":
         df = np.zeros(0)
         for a, b in blocks:
@@ -143,8 +174,14 @@ def build_stage1_targets(tokenizer, texts: list[str], config: TrainConfig):
         if not len(df):
             df = builder.document_frequencies([])
         df = dist.all_reduce_sum(torch.from_numpy(df)).numpy()
-        builder = DataDrivenTargets.with_idf(tokenizer, document_frequencies=df, num_documents=len(texts))
+        builder = DataDrivenTargets.with_idf(tokenizer, document_frequencies=df, num_documents=len(texts),
+                                             stop_words=config.stop_words)
     targets = dist.gather_lists([q for a, b in blocks for q in builder(texts[a:b])])
+    return _keep_nonempty(texts, targets)
+
+
+def _keep_nonempty(texts: list[str], targets: list):
+    """Drop texts whose target is empty (a warning says how many); an error if none is left."""
     kept = [(t, q) for t, q in zip(texts, targets) if len(q[0])]
     skipped = len(texts) - len(kept)
     if not kept:
@@ -163,14 +200,14 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     return {"vocab_size": len(tokenizer), "vocab_sha1": digest}
 
 
-def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float):
+def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float, head_filter: int = 0):
     if not cache.is_file():
         return None
     saved = torch.load(cache, weights_only=False)
     if saved.get("tokenizer") != fingerprint:
         raise RunFolderError(f"{cache} was built with another tokenizer or vocabulary "
                              f"({saved.get('tokenizer')} vs {fingerprint}); delete it to rebuild")
-    if saved.get("texts") == count and saved.get("tau") == tau:
+    if saved.get("texts") == count and saved.get("tau") == tau and saved.get("head_filter", 0) == head_filter:
         log.info("stage 2: reusing teacher targets from %s", cache)
         return saved["targets"], saved["background"]
     return None
@@ -187,11 +224,18 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     writes the cache; on resume it reads it and sends it to every rank (no shared disk needed).
     """
     fingerprint = tokenizer_fingerprint(teacher.tokenizer)
-    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau)
+    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau, config.head_filter)
     if saved is not None:
         return saved
     teacher.model.to(dist.local_device())
     quiet = not dist.is_main()
+    remove = head_directions(teacher.model, config.head_filter)
+    with torch.autocast(teacher.device.type, dtype=torch.bfloat16,
+                        enabled=resolve_precision(config.precision, teacher.device.type) == "bf16"):
+        return _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove)
+
+
+def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove):
     from tqdm.auto import tqdm
 
     logit_sum = torch.zeros(teacher.model.get_output_embeddings().weight.shape[0], dtype=torch.float64,
@@ -200,7 +244,7 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     blocks = dist.block_ranges(len(background_texts), block)
     bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: background", unit="text", disable=quiet)
     for a, b in blocks:
-        logit_sum += mean_teacher_logits(teacher, background_texts[a:b], block, show_progress=False)
+        logit_sum += mean_teacher_logits(teacher, background_texts[a:b], block, show_progress=False, remove=remove)
         bar.update(b - a)
     bar.close()
     background = background_distribution(dist.all_reduce_sum(logit_sum), len(background_texts))
@@ -209,7 +253,8 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: teacher targets", unit="text", disable=quiet)
     for a, b in blocks:
         rows, mass = teacher_targets(teacher, texts[a:b], background, config.tau, block,
-                                     config.target_max_k, config.target_min_mass, show_progress=False)
+                                     config.target_max_k, config.target_min_mass, show_progress=False,
+                                     remove=remove)
         targets.extend(rows)
         kept_mass = min(kept_mass, mass)
         bar.update(b - a)
@@ -218,7 +263,8 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     kept_mass = min(dist.gather_lists([kept_mass]))
     background = background.cpu()
     log.info("stage 2: %d teacher targets, smallest mass kept %.6f", len(targets), kept_mass)
-    payload = {"tokenizer": fingerprint, "texts": len(texts), "tau": config.tau, "background": background,
+    payload = {"tokenizer": fingerprint, "texts": len(texts), "tau": config.tau, "head_filter": config.head_filter,
+               "background": background,
                "targets": targets, "kept_mass": kept_mass}
     dist.on_main(atomic_torch_save, cache, payload)
     return targets, background
@@ -261,7 +307,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     if not resume:  # refuse a taken folder now, but make it only once backbone and targets are known good
         dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite, check_only=True)
     model, tokenizer, source = load_backbone(config.model, attention=config.attention, dtype=getattr(torch, config.dtype))
-    stage1 = None if resume or "data" not in config.stages else build_stage1_targets(tokenizer, corpus["data"], config)
+    stage1 = (None if resume or "data" not in config.stages
+              else build_stage1_targets(tokenizer, corpus["data"], config, model))
     if not resume:
         run = dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite)
     summary = {"corpus": {**stats.__dict__, "problems": stats.problems}, "stages": {}}
@@ -281,7 +328,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         stage_started = time.time()
         info = {}
         if stage == "data":
-            texts, targets, skipped = stage1 or build_stage1_targets(tokenizer, corpus["data"], config)
+            texts, targets, skipped = stage1 or build_stage1_targets(tokenizer, corpus["data"], config, model)
             info["empty_targets_skipped"] = skipped
         elif stage == "simcse":
             from .contrastive import prepare_dropout
@@ -296,6 +343,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             texts = corpus["model"]
             targets, _ = build_stage2_targets(teacher, texts, sample, config, stage_dir / "targets.pt")
             info["background_texts"] = len(sample)
+        if stage != "simcse" and config.contrastive_weight > 0:  # the joint objective's two dropout views
+            from .contrastive import prepare_dropout
+
+            info["dropout"] = prepare_dropout(model, config)
         for p in model.parameters():
             p.requires_grad_(False)
         peft_model, trainer = train_stage(model, tokenizer, texts, targets, config, stage, stage_dir, resume=resume)
@@ -315,7 +366,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         "adapters": adapters,
         "stages": config.stages,
         "hyperparameters": config.to_dict(),
-        "training": {**summary, "seconds": round(time.time() - started, 1)},
+        "training": {**summary, "precision": resolve_precision(config.precision),
+                     "seconds": round(time.time() - started, 1)},
     }
     dist.on_main(atomic_write_text, run / RUN_CONFIG, json.dumps(record, indent=2))
     log.info("run saved to %s", run)

@@ -23,9 +23,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .errors import DiskFullError, NonFiniteError, RunFolderError
 from .files import atomic_write_text, free_space, fsync_tree, is_disk_full
-from .model import embed, vocab_logits
-from .objective import kl_loss, pad_targets
+from .model import embed, quiet_peft, vocab_logits
+from .objective import head_directions, joint_loss, kl_loss, pad_targets
 from .pooling import TextEncoder
+from .precision import resolve as resolve_precision
 
 ADAPTER_FILE = "adapter_model.safetensors"
 # written last into a checkpoint, once all its files are on disk: their sizes. A checkpoint folder
@@ -83,17 +84,37 @@ class Collator:
 
 
 class TokenTargetObjective(nn.Module):
-    """Loss module: KL(q ‖ softmax(W_lm · e(x))) for a peft-wrapped causal LM."""
+    """Loss module: KL(q ‖ softmax(W_lm · e(x))) for a peft-wrapped causal LM.
 
-    def __init__(self, peft_model, pooling: str):
+    ``contrastive_weight > 0``: the joint objective (:func:`text2token.objective.joint_loss`): each text
+    twice through dropout in one stacked pass, the KL on both views, plus that weight times SimCSE's
+    in-batch loss (negatives gathered across processes). ``head_filter``: directions ``[dim, k]``
+    removed from e(x) before the vocabulary projection (:func:`text2token.objective.head_directions`).
+    """
+
+    def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
+                 head_filter: torch.Tensor | None = None):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
+        self.contrastive_weight = contrastive_weight
+        self.temperature = temperature
+        self.register_buffer("head_filter", head_filter, persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling))
-        return {"loss": kl_loss(logits, target_ids, target_weights)}
+        if self.contrastive_weight <= 0:
+            logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling), self.head_filter)
+            return {"loss": kl_loss(logits, target_ids, target_weights)}
+        from .contrastive import gather_with_grad
+
+        n = input_ids.shape[0]
+        e = embed(self.peft_model, {k: v.repeat(2, 1) for k, v in batch.items()}, self.pooling)
+        second_all, offset = gather_with_grad(e[n:])
+        loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
+                                           target_weights, e[:n], second_all, offset, self.contrastive_weight,
+                                           self.temperature)
+        return {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
 
 
 class StageTrainer(Trainer):
@@ -206,6 +227,43 @@ class JsonlLog(TrainerCallback):
                                     f"stopped; free some space. {kept_checkpoint_note(args.output_dir)}") from exc
 
 
+class StageProgress(TrainerCallback):
+    """One progress bar per stage, with the loss and the seconds per step in its postfix.
+
+    It replaces the Trainer's own bar, which also prints every log record as a raw dict; the records
+    go to the stage's ``log.jsonl`` (:class:`JsonlLog`) instead."""
+
+    def __init__(self, stage: str):
+        self.stage, self.bar, self.started = stage, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            import time
+
+            from tqdm.auto import tqdm
+
+            label = {"data": "stage 1 (data targets)", "model": "stage 2 (model targets)"}.get(self.stage, self.stage)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=label, unit="step",
+                            dynamic_ncols=True)
+            self.started, self.first = time.time(), state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            import time
+
+            done = max(1, state.global_step - self.first)
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.3g}", s_per_step=f"{(time.time() - self.started) / done:.1f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _DropoutLinear(torch.autograd.Function):
     """``linear(dropout(x), weight)`` keeping ``x`` and a 1-byte mask for backward (see :class:`FoldedDropoutLinear`).
 
@@ -287,12 +345,15 @@ def fold_lora_dropout(peft_model, enable: bool = True) -> int:
 def add_lora(model, config):
     from peft import LoraConfig, get_peft_model
 
+    from .lora import lora_targets
+
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules, bias="none")
+                      target_modules=lora_targets(model, config.lora_target_modules), bias="none")
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, lora)
+    with quiet_peft():
+        peft_model = get_peft_model(model, lora)
     if not config.gradient_checkpointing:  # with it, whole layers are recomputed anyway
         fold_lora_dropout(peft_model)
     return peft_model
@@ -309,7 +370,7 @@ def training_arguments(config, stage: str, output_dir: Path) -> TrainingArgument
         warmup_steps=math.ceil(config.warmup_ratio * config.steps_of[stage]),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        bf16=config.bf16,
+        bf16=resolve_precision(config.precision) == "bf16",
         seed=config.seed,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -342,7 +403,8 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
         objective = SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
         dataset, collator = TextDataset(texts), TextCollator(encoder)
     else:
-        objective = TokenTargetObjective(peft_model, config.pooling)
+        objective = TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
+                                         config.simcse_temperature, head_directions(model, config.head_filter))
         dataset, collator = TargetDataset(texts, targets), Collator(encoder)
     args = training_arguments(config, stage, stage_dir / "checkpoints")
     trainer = StageTrainer(
@@ -352,6 +414,10 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
         data_collator=collator,
         callbacks=[FiniteGradients(objective), JsonlLog(stage_dir / "log.jsonl", stage)],
     )
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)  # its bar prints raw log dicts; StageProgress shows them in the bar
+    trainer.add_callback(StageProgress(stage))
     if config.group_by_length:
         trainer.lengths = [len(ids) for ids in encoder.token_ids(texts)]
     checkpoint = None

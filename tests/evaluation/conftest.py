@@ -142,7 +142,7 @@ def run_folder(tmp_path, monkeypatch):
     (folder / "model.safetensors").write_bytes(b"weights")
     loaded: list[HashEmbedder] = []
 
-    def fake_load(spec, pooling, attention, max_length):
+    def fake_load(spec, pooling, attention, max_length, precision="fp32"):
         model = HashEmbedder(name=Path(spec).name)
         loaded.append(model)
         return model

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from text2token.evaluation import evaluate, format_table
+from text2token.evaluation.errors import EvalError
 from text2token.evaluation.cli import add_eval_parser, main, run_eval
 
 
@@ -150,3 +151,29 @@ def test_real_text2token_model_end_to_end(request, data_dir, tmp_path):
     assert [r["cached"] for r in again["results"]] == [True, True]
     assert [r["main_score"] for r in again["results"]] == scores
     assert results["models"][0]["label"] == f"{tiny} (mean, bidirectional)"
+
+
+def test_each_distinct_text_is_encoded_once_per_model(data_dir, fake_model, kit):
+    """STS pairs repeat sentences ("a cat sat on the mat" three times in TinySTS): one encode each, same score."""
+    pairs = [t for row in kit.STS_ROWS for t in (row["s1"], row["s2"])]
+    assert len(set(pairs)) < len(pairs)
+    result = evaluate(fake_model, ["TinySTS"], data_dir=data_dir, use_cache=False, show_progress=False)
+    assert sorted(fake_model.texts) == sorted(set(pairs))
+    from scipy.stats import spearmanr
+
+    a = kit.embed([r["s1"] for r in kit.STS_ROWS], normalize=True)
+    b = kit.embed([r["s2"] for r in kit.STS_ROWS], normalize=True)
+    expected = spearmanr((a * b).sum(1), [r["score"] for r in kit.STS_ROWS]).statistic
+    assert abs(result["results"][0]["main_score"] - expected) < 1e-6
+
+
+def test_precision_is_part_of_the_identity_and_the_results(data_dir, run_folder, tmp_path):
+    folder, loaded = run_folder
+    kwargs = dict(data_dir=data_dir, cache_dir=tmp_path / "cache", show_progress=False)
+    fp32 = evaluate(str(folder), ["TinySTS"], precision="fp32", **kwargs)
+    bf16 = evaluate(str(folder), ["TinySTS"], precision="bf16", **kwargs)
+    assert len(loaded) == 2 and bf16["results"][0]["cached"] is False  # another precision: another cache entry
+    assert fp32["results"][0]["precision"] == "fp32" and bf16["results"][0]["precision"] == "bf16"
+    assert fp32["models"][0]["precision"] == "fp32"
+    with pytest.raises(EvalError, match="precision"):
+        evaluate(str(folder), ["TinySTS"], precision="fp8", **kwargs)

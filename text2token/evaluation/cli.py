@@ -58,6 +58,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "kept); recorded in the results")
     parser.add_argument("--max-doc-chars", type=_positive, metavar="N",
                         help="truncate retrieval documents to N characters; recorded in the results")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="encoding precision: bf16 autocast or fp32; auto (default) takes bf16 where the "
+                             "hardware runs it fast (CUDA with bf16, a CPU with AVX512-BF16 or AMX); recorded "
+                             "with every score")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_eval)
     return parser
@@ -65,9 +69,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run the ``eval`` sub-command; raises Text2TokenError subclasses on user errors."""
+    from ..precision import describe, resolve
     from .runner import evaluate
     from .table import format_table
 
+    if not args.quiet:
+        print(describe(resolve(args.precision), args.precision), file=sys.stderr)
     results = evaluate(
         args.models,
         args.tasks,
@@ -82,6 +89,7 @@ def run_eval(args: argparse.Namespace) -> int:
         max_samples=args.max_samples,
         max_doc_chars=args.max_doc_chars,
         show_progress=not args.quiet,
+        precision=args.precision,
     )
     if args.output:
         path = Path(args.output)

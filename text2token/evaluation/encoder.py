@@ -47,7 +47,7 @@ class EmbeddingModel(Protocol):
 class SentenceTransformerModel:
     """A sentence-transformers folder (one with ``modules.json``) behind the text2token protocol."""
 
-    def __init__(self, path: str | os.PathLike[str], max_length: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_length: int | None = None, precision: str = "fp32") -> None:
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -57,15 +57,19 @@ class SentenceTransformerModel:
         if max_length is not None:
             self.model.max_seq_length = max_length
         self.name = Path(path).name
+        self.precision = precision
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.embedding_dim = int(dimension())
 
     def encode(self, texts: list[str], batch_size: int = 32, normalize: bool = False,
                show_progress: bool = False) -> np.ndarray:
-        embeddings = self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=normalize,
-            show_progress_bar=show_progress, convert_to_numpy=True,
-        )
+        import torch
+
+        with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            embeddings = self.model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=normalize,
+                show_progress_bar=show_progress, convert_to_numpy=True,
+            )
         return np.asarray(embeddings, dtype=np.float32)
 
 
@@ -85,6 +89,7 @@ class ModelRef:
     pooling: str | None = None
     attention: str | None = None
     max_length: int | None = None
+    precision: str = "fp32"  # resolved: "fp32" or "bf16" (autocast while encoding)
 
     @property
     def label(self) -> str:
@@ -104,6 +109,7 @@ class ModelRef:
             "pooling": self.pooling,
             "attention": self.attention,
             "max_length": self.max_length,
+            "precision": self.precision,
             "files": files_fingerprint(self.spec),
         }
 
@@ -112,18 +118,18 @@ class ModelRef:
             if self.pooling or self.attention:
                 raise EvalError(f"{self.spec}: --pooling and --attention apply to text2token runs and base LMs, "
                                 "not to a sentence-transformers folder")
-            return SentenceTransformerModel(self.spec, max_length=self.max_length)
-        return load_text2token_model(self.spec, self.pooling, self.attention, self.max_length)
+            return SentenceTransformerModel(self.spec, max_length=self.max_length, precision=self.precision)
+        return load_text2token_model(self.spec, self.pooling, self.attention, self.max_length, self.precision)
 
 
 def load_text2token_model(spec: str, pooling: str | None, attention: str | None,
-                          max_length: int | None) -> EmbeddingModel:
+                          max_length: int | None, precision: str = "fp32") -> EmbeddingModel:
     """``text2token.load`` (imported here, so the evaluation package does not need the core to import)."""
     try:
         from text2token import load
     except ImportError as error:
         raise EvalError(f"{spec}: loading a text2token run or base LM needs text2token.load ({error})") from None
-    return load(spec, pooling=pooling, attention=attention, max_length=max_length)
+    return load(spec, pooling=pooling, attention=attention, max_length=max_length, precision=precision)
 
 
 def files_fingerprint(spec: str) -> str:
@@ -194,9 +200,13 @@ def model_meta(model: EmbeddingModel, *, name: str | None = None, revision: str 
 class MtebEncoder(AbsEncoder):
     """A text2token-protocol model as an mteb 2.x encoder: ``mteb.evaluate(MtebEncoder(model), tasks)``.
 
+    Each distinct text is encoded once per encoder (up to ``memo_limit`` remembered embeddings).
+
     The texts of mteb's DataLoader are gathered and encoded in one call, so the model can batch
     them as it likes; no prompt or instruction is added. Similarity is cosine.
     """
+
+    memo_limit = 300_000
 
     def __init__(self, model: EmbeddingModel, meta: ModelMeta | None = None, *,
                  show_progress: bool = False) -> None:
@@ -206,20 +216,30 @@ class MtebEncoder(AbsEncoder):
         self.model = model
         self.mteb_model_meta = meta or model_meta(model)
         self.show_progress = show_progress
+        self._memo: dict[str, np.ndarray] = {}  # text -> embedding, for this encoder's lifetime
+        self.encoded = 0  # texts actually encoded (each distinct text once)
 
     def encode(self, inputs: DataLoader[Any], *, task_metadata: TaskMetadata, hf_split: str,
                hf_subset: str, prompt_type: PromptType | None = None, **kwargs: Any) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         if not texts:
             return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
-        embeddings = np.asarray(self.model.encode(
-            texts, batch_size=int(kwargs.get("batch_size", 32)), normalize=False, show_progress=self.show_progress,
-        ), dtype=np.float32)
-        if embeddings.shape != (len(texts), self.model.embedding_dim):
-            expected = (len(texts), self.model.embedding_dim)
-            raise EvalError(f"model {self.model.name} returned embeddings of shape {embeddings.shape} "
-                            f"for {len(texts)} texts (expected {expected})")
-        return embeddings
+        # each distinct text is encoded once per encoder: pairs repeat sentences, and the tasks of one
+        # run share texts (a classification and a clustering task over the same set)
+        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if new:
+            embeddings = np.asarray(self.model.encode(
+                new, batch_size=int(kwargs.get("batch_size", 32)), normalize=False, show_progress=self.show_progress,
+            ), dtype=np.float32)
+            if embeddings.shape != (len(new), self.model.embedding_dim):
+                expected = (len(new), self.model.embedding_dim)
+                raise EvalError(f"model {self.model.name} returned embeddings of shape {embeddings.shape} "
+                                f"for {len(new)} texts (expected {expected})")
+            if len(self._memo) + len(new) > self.memo_limit:
+                self._memo.clear()
+            self._memo.update(zip(new, embeddings))
+        self.encoded += len(new)
+        return np.stack([self._memo[t] for t in texts])
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
         from mteb.similarity_functions import cos_sim

@@ -85,6 +85,7 @@ def evaluate(
     max_samples: int | None = None,
     max_doc_chars: int | None = None,
     show_progress: bool = True,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate each model on each task and return the results dict (see :func:`format_table`).
 
@@ -94,6 +95,8 @@ def evaluate(
     or mteb task objects; or ``benchmark``: "quick", "all-local" or an mteb benchmark name.
     ``max_samples`` / ``max_doc_chars`` cut local tasks down for a quick look (see
     :class:`~text2token.evaluation.tasks.TaskCut`); the cut is recorded with every score.
+    ``precision``: ``fp32``, ``bf16`` (autocast while encoding) or ``auto`` (bf16 where the hardware runs
+    it fast); the resolved value is part of each named model's cache identity and of every result.
     """
     if (tasks is None) == (benchmark is None):
         raise EvalError("name either tasks or a benchmark (not both)")
@@ -108,7 +111,11 @@ def evaluate(
     specs = list({spec.name: spec for spec in specs}.values())  # a task named twice runs once
     if not specs:
         raise EvalError("no task to evaluate")
-    refs = _model_refs(models, pooling, attention, max_length)
+    from ..precision import PRECISIONS, resolve
+
+    if precision not in PRECISIONS:
+        raise EvalError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    refs = _model_refs(models, pooling, attention, max_length, resolve(precision))
     cache = ScoreCache(cache_dir or default_cache_dir()) if use_cache else None
 
     task_ids = {spec.name: _task_identity(spec) for spec in specs}
@@ -129,7 +136,7 @@ def evaluate(
                 else:
                     if encoder is None:
                         encoder = _encoder(ref, model_id)
-                    entry = {"model": _label(ref), **_run(encoder, spec, batch_size)}
+                    entry = {"model": _label(ref), "precision": _precision(ref), **_run(encoder, spec, batch_size)}
                     if key:
                         cache.put(key, entry, {"model": model_id, "task": task_ids[spec.name]})
                     score, seconds = 100 * entry["main_score"], entry["evaluation_time"]
@@ -149,7 +156,13 @@ def evaluate(
     }
 
 
-def _model_refs(models: Any, pooling: str | None, attention: str | None, max_length: int | None) -> list[Any]:
+def _precision(ref: Any) -> str:
+    """What a model encodes in: a named model's resolved precision, a loaded model's own."""
+    return ref.precision if hasattr(ref, "identity") else str(getattr(ref, "precision", "unknown"))
+
+
+def _model_refs(models: Any, pooling: str | None, attention: str | None, max_length: int | None,
+                precision: str = "fp32") -> list[Any]:
     from .encoder import ModelRef
 
     items = [models] if isinstance(models, str | os.PathLike) or not isinstance(models, Sequence) else list(models)
@@ -163,7 +176,7 @@ def _model_refs(models: Any, pooling: str | None, attention: str | None, max_len
     named = [isinstance(m, str | os.PathLike) for m in items]
     if not all(named) and (pooling or attention or max_length):
         raise EvalError("pooling, attention and max_length apply to models given by name, not to loaded models")
-    refs = [ModelRef(str(m), pooling, attention, max_length) if is_name else m
+    refs = [ModelRef(str(m), pooling, attention, max_length, precision) if is_name else m
             for m, is_name in zip(items, named, strict=True)]
     labels = [_label(r) for r in refs]
     if len(set(labels)) != len(labels):

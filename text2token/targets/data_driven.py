@@ -1,42 +1,59 @@
-"""Stage 1: the data-driven target, uniform over the distinct tokens of the text.
+r"""Stage 1: the data-driven target, uniform over the distinct tokens of the text.
 
-For a text x: every run of non-word characters becomes a space, English stop words are
-dropped, the rest is tokenized with the backbone's own tokenizer, and S(x) is the set of
-distinct token ids, minus special tokens and tokens that decode to whitespace only.
-q_D(t | x) = 1 / |S(x)| for t in S(x).
+For a text x: every run of non-word characters (and underscores, as the prototype's
+``[\W_]+``) becomes a space, English stop words are dropped, the rest is tokenized with the
+backbone's own tokenizer, and S(x) is the set of distinct token ids, minus special tokens and
+tokens that decode to whitespace only. q_D(t | x) = 1 / |S(x)| for t in S(x).
 
-The stop-word list is scikit-learn's English list, which ships with the package (NLTK's
-needs a download that fails offline).
+Stop-word lists (:data:`STOP_WORD_LISTS`): ``nltk`` (default), NLTK's English list plus ``! , . ?``
+as the prototype uses it, shipped in this package as data (NLTK downloads its lists at run time);
+``sklearn``, scikit-learn's 318 words (which also drop "never", "nothing", "first", numbers);
+``none``.
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-_NON_WORD = re.compile(r"\W+")
+_NON_WORD = re.compile(r"[\W_]+")
+STOP_WORD_LISTS = ("nltk", "sklearn", "none")
 
 
-@lru_cache(maxsize=1)
-def english_stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+@lru_cache(maxsize=None)
+def english_stop_words(name: str = "nltk") -> frozenset[str]:
+    """One of :data:`STOP_WORD_LISTS`, lower-case."""
+    if name == "nltk":
+        path = Path(__file__).with_name("data") / "nltk_english_stopwords.txt"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+    if name == "sklearn":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS)
+        return frozenset(ENGLISH_STOP_WORDS)
+    if name == "none":
+        return frozenset()
+    raise ValueError(f"unknown stop-word list {name!r}: choose one of {', '.join(STOP_WORD_LISTS)}")
 
 
 class DataDrivenTargets:
     """Builds q_D for any tokenizer; no token id is hard-coded."""
 
-    def __init__(self, tokenizer, stop_words: frozenset[str] | None = None, weighting: str = "uniform",
+    def __init__(self, tokenizer, stop_words: frozenset[str] | str | None = None, weighting: str = "uniform",
                  idf: np.ndarray | None = None):
+        """``stop_words``: a name of :data:`STOP_WORD_LISTS`, a set of words, or None (the default list)."""
         if weighting not in ("uniform", "idf"):
             raise ValueError(f"unknown weighting {weighting!r}: use 'uniform' or 'idf'")
         if weighting == "idf" and idf is None:
             raise ValueError("idf weighting needs document frequencies: use DataDrivenTargets.with_idf")
         self.tokenizer = tokenizer
-        self.stop_words = english_stop_words() if stop_words is None else frozenset(stop_words)
+        if stop_words is None or isinstance(stop_words, str):
+            self.stop_words = english_stop_words(stop_words or "nltk")
+        else:
+            self.stop_words = frozenset(w.lower() for w in stop_words)
         self.weighting = weighting
         self.idf = idf
         self._excluded = self._excluded_ids(tokenizer)

@@ -46,8 +46,9 @@ def sparsify(target: torch.Tensor, max_k: int = 64, min_mass: float = 1 - 1e-6):
 
 
 @torch.inference_mode()
-def mean_teacher_logits(teacher, texts: list[str], batch_size: int = 32, show_progress: bool = True) -> torch.Tensor:
-    """Sum and count of the teacher's logits W_lm e_1(x) over texts: ``(sum [V] fp64, n)``."""
+def mean_teacher_logits(teacher, texts: list[str], batch_size: int = 32, show_progress: bool = True,
+                        remove: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of the teacher's logits W_lm e_1(x) over texts (``[V]`` fp64); ``remove``: see ``vocab_logits``."""
     from tqdm.auto import tqdm
 
     from ..model import embed, vocab_logits
@@ -55,7 +56,7 @@ def mean_teacher_logits(teacher, texts: list[str], batch_size: int = 32, show_pr
     total = None
     bar = tqdm(total=len(texts), desc="stage 2: background", unit="text", disable=not show_progress)
     for _, batch in teacher.batches(texts, batch_size):
-        logits = vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling)).double().sum(0)
+        logits = vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling), remove).double().sum(0)
         total = logits if total is None else total + logits
         bar.update(batch["input_ids"].shape[0])
     bar.close()
@@ -69,7 +70,8 @@ def background_distribution(logit_sum: torch.Tensor, count: int) -> torch.Tensor
 
 @torch.inference_mode()
 def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: float, batch_size: int = 32,
-                    max_k: int = 64, min_mass: float = 1 - 1e-6, show_progress: bool = True):
+                    max_k: int = 64, min_mass: float = 1 - 1e-6, show_progress: bool = True,
+                    remove: torch.Tensor | None = None):
     """Sparse q_M for each text, in input order, and the smallest mass kept in any row."""
     from tqdm.auto import tqdm
 
@@ -80,7 +82,7 @@ def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: fl
     bar = tqdm(total=len(texts), desc="stage 2: teacher targets", unit="text", disable=not show_progress)
     background = background.to(teacher.device)
     for index, batch in teacher.batches(texts, batch_size):
-        probs = torch.softmax(vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling)), dim=-1)
+        probs = torch.softmax(vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling), remove), dim=-1)
         rows, mass = sparsify(model_derived_target(probs, background, tau), max_k=max_k, min_mass=min_mass)
         kept = min(kept, mass)
         for i, row in zip(index, rows):

@@ -1,0 +1,180 @@
+"""Train one recipe (a file of configs/recipes/ plus overrides) and score it: one row of the quality table.
+
+    HF_HUB_OFFLINE=1 python bench/recipes.py NAME --recipe configs/recipes/default.yaml \\
+        --set steps=5 stage2_steps=40 --tasks STSBenchmark SICK-R --work runs/recipes
+    HF_HUB_OFFLINE=1 python bench/recipes.py base-last --untrained --pooling last --tasks ...
+    python bench/recipes.py --table --work runs/recipes            # the rows so far, as markdown
+    python bench/recipes.py --json results/quality.json --work runs/recipes --rows NAME ...
+
+Each row goes to WORK/rows.jsonl (name, recipe, overrides, pooling, train seconds, texts seen, scores x 100).
+Training and scoring are the product's own (`text2token.train`, `text2token.evaluation.evaluate` with its
+score cache in WORK/eval-cache), so a row is exactly what `text2token train --config RECIPE ...` then
+`text2token eval RUN --tasks ...` give. A finished run folder of the same configuration is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+QUICK = ["AmazonCounterfactualClassification", "Banking77Clustering-proxy", "TwitterSemEval2015", "SciFact",
+         "STSBenchmark"]
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", nargs="?", help="row name (also the run folder's name under WORK)")
+    p.add_argument("--work", default="runs/recipes")
+    p.add_argument("--recipe", help="recipe file (YAML)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides (YAML values)")
+    p.add_argument("--untrained", action="store_true", help="score the base model (no training)")
+    p.add_argument("--model", default=None, help="backbone of an untrained row (default: the embedded SmolLM2)")
+    p.add_argument("--pooling", default=None, help="pooling of an untrained row")
+    p.add_argument("--tasks", nargs="+", default=None, help="task names (default: the quick suite)")
+    p.add_argument("--benchmark", default=None, help="quick or all-local instead of --tasks")
+    p.add_argument("--max-samples", type=int, default=None, help="cut tasks (a cheap proxy)")
+    p.add_argument("--cut", nargs="*", default=[], metavar="TASK=N",
+                   help="cut these tasks to N rows (others as --max-samples says)")
+    p.add_argument("--data-dir", default="../shared/data/evalsuite")
+    p.add_argument("--table", action="store_true", help="print the rows of WORK/rows.jsonl as markdown")
+    p.add_argument("--json", metavar="FILE", help="write the latest row of each name (or of --rows) as JSON")
+    p.add_argument("--rows", nargs="*", default=None, help="rows for --table / --json (default: all)")
+    p.add_argument("--default", default=None, help="--json: the row of the default recipe")
+    return p.parse_args(argv)
+
+
+def overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def train(args, work: Path) -> tuple[Path, dict]:
+    import text2token
+    from text2token.config import TrainConfig
+    from text2token.stages import read_train_config
+
+    run = work / args.name
+    values = overrides(args.set)
+    values["output"] = str(run)
+    config = TrainConfig.from_file(args.recipe, values) if args.recipe else TrainConfig.from_dict(values)
+    record_file = run / "text2token_config.json"
+    if record_file.is_file() and read_train_config(run) == config.to_dict():
+        print(f"{run}: finished run of this configuration, reused", file=sys.stderr)
+    else:
+        text2token.train(config, overwrite=True)
+    return run, json.loads(record_file.read_text())
+
+
+def texts_seen(record: dict) -> int:
+    return sum(stage.get("texts", 0) for stage in record["training"]["stages"].values())
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    work = Path(args.work)
+    rows_file = work / "rows.jsonl"
+    if args.table or args.json:
+        rows = latest_rows(rows_file, args.rows)
+        if args.table:
+            print(table(rows))
+        if args.json:
+            write_json(rows, Path(args.json), args.default)
+        return 0
+    if not args.name:
+        raise SystemExit("name a row")
+    work.mkdir(parents=True, exist_ok=True)
+    from text2token.evaluation import evaluate
+
+    if args.untrained:
+        model, seconds, seen, pooling, hyper = (args.model or "smollm2-135m-instruct"), 0.0, 0, args.pooling, None
+    else:
+        run, record = train(args, work)
+        model, seconds, seen = str(run), record["training"]["seconds"], texts_seen(record)
+        pooling, hyper = record["model"]["pooling"], record["hyperparameters"]
+    tasks = None if args.benchmark else (args.tasks or QUICK)
+    cuts = {k: int(v) for k, v in (c.split("=", 1) for c in args.cut)}
+    groups: dict = {}
+    if args.benchmark:
+        groups[(args.max_samples, None)] = None
+    for task in tasks or []:
+        # SciFact as the quick suite cuts it: 1,000 documents of at most 1,000 characters
+        key = (cuts.get(task, 1000 if task == "SciFact" else args.max_samples), 1000 if task == "SciFact" else None)
+        groups.setdefault(key, []).append(task)
+    started = time.time()
+    scores, precision = {}, None
+    for (max_samples, max_doc_chars), group in groups.items():
+        results = evaluate(model, group, benchmark=args.benchmark if group is None else None, data_dir=args.data_dir,
+                           cache_dir=work / "eval-cache", pooling=args.pooling if args.untrained else None,
+                           max_samples=max_samples, max_doc_chars=max_doc_chars)
+        scores.update({r["task"]: round(100 * r["main_score"], 2) for r in results["results"]})
+        precision = results["results"][0].get("precision")
+    row = {"name": args.name, "recipe": args.recipe, "overrides": overrides(args.set), "pooling": pooling or "mean",
+           "train_seconds": seconds, "texts_seen": seen, "scores": scores, "cuts": {**cuts, "SciFact": "1000 docs x 1000 chars"},
+           "precision": precision, "eval_seconds": round(time.time() - started, 1),
+           "hyperparameters": hyper, "date": time.strftime("%Y-%m-%d %H:%M")}
+    with rows_file.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print(table([row]))
+    return 0
+
+
+def latest_rows(path: Path, names: list[str] | None) -> list[dict]:
+    rows: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        key = row["name"]
+        if key in rows:  # the same name scored on more tasks: merge the scores
+            merged = {**rows[key]["scores"], **row["scores"]} if row.get("train_seconds") == rows[key].get(
+                "train_seconds") else row["scores"]
+            row = {**row, "scores": merged}
+        rows[key] = row
+    if names:
+        missing = [n for n in names if n not in rows]
+        if missing:
+            raise SystemExit(f"no row named {', '.join(missing)} in {path}")
+        return [rows[n] for n in names]
+    return list(rows.values())
+
+
+def mean(values) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def table(rows: list[dict]) -> str:
+    tasks = list(dict.fromkeys(t for r in rows for t in r["scores"]))
+    head = ["row", "train s", "texts", "mean", *tasks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], f"{r['train_seconds']:.0f}", str(r["texts_seen"]),
+                 f"{mean(r['scores'][t] for t in tasks if t in r['scores']):.2f}"]
+        cells += [f"{r['scores'][t]:.2f}" if t in r["scores"] else "" for t in tasks]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[dict], path: Path, default: str | None) -> None:
+    out = []
+    for r in rows:
+        quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
+        out.append({"name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"],
+                    "is_default": r["name"] == default, "pooling": r["pooling"], "train_seconds": r["train_seconds"],
+                    "texts_seen": r["texts_seen"], "scores": r["scores"],
+                    "quick_mean": mean(quick) if len(quick) == len(QUICK) else None,
+                    "all_mean": mean(r["scores"].values()), "precision": r.get("precision")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
