@@ -105,9 +105,10 @@ class Experiment:
         a = self.args
         base = dict(model=a.model, data=[str(self.corpus)], pooling=a.pooling, attention=a.attention,
                     steps=a.steps, stage2_steps=a.stage2_steps, batch_size=a.batch_size,
-                    max_length=a.max_length, lr=a.lr, lr_scheduler=a.lr_scheduler, bf16=a.bf16, tau=a.tau,
+                    max_length=a.max_length, lr=a.lr, lr_scheduler=a.lr_scheduler,
+                    precision="bf16" if a.bf16 else "fp32", tau=a.tau,
                     background_samples=512, save_steps=a.save_steps, save_total_limit=1000, logging_steps=5,
-                    seed=42)
+                    seed=42, stages=["data", "model"], contrastive_weight=0.0)  # this experiment's recipes: the KL alone
         base.update(overrides)
         return base
 
@@ -306,7 +307,7 @@ def main_table(exp):
 def simcse_pace(exp, cfg):
     """Seconds per step of an earlier SimCSE run in this work folder trained like ``cfg`` would be (same pooling,
     attention, batch, length, precision), or None."""
-    keys = ("pooling", "attention", "batch_size", "max_length", "bf16")
+    keys = ("pooling", "attention", "batch_size", "max_length", "precision")
     paces = [t["seconds"] / t["full"]["steps"] for t in exp.timings.values()
              if (t.get("full") or {}).get("objective") == "simcse" and all(t["full"].get(k) == cfg[k] for k in keys)]
     return max(paces) if paces else None  # the slowest: never give SimCSE less time than Text2Token had

@@ -152,12 +152,18 @@ def mean(values) -> float | None:
 
 
 def table(rows: list[dict]) -> str:
+    """Markdown: a row per model, the quick-suite mean, the mean over every task scored, a column per task."""
     tasks = list(dict.fromkeys(t for r in rows for t in r["scores"]))
-    head = ["row", "train s", "texts", "mean", *tasks]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    short = {t: t.replace("Classification", "Cls").replace("Clustering-proxy", "Clu").replace("SentEval-", "")
+             .replace("TweetSentimentExtraction", "TweetSent").replace("AmazonCounterfactual", "AmazonCF")
+             .replace("TwitterSemEval2015", "TwitterSemEval") for t in tasks}
+    head = ["row", "train s", "texts", "quick mean", "all mean", *[short[t] for t in tasks]]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
+        quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
         cells = [r["name"], f"{r['train_seconds']:.0f}", str(r["texts_seen"]),
-                 f"{mean(r['scores'][t] for t in tasks if t in r['scores']):.2f}"]
+                 f"{mean(quick):.2f}" if len(quick) == len(QUICK) else "",
+                 f"{mean(r['scores'].values()):.2f}" if len(r["scores"]) == len(tasks) else ""]
         cells += [f"{r['scores'][t]:.2f}" if t in r["scores"] else "" for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -71,8 +71,8 @@ def child(args) -> int:
     text2token.training.StageTrainer.training_step = timed_step
     mark("imports")
     config = TrainConfig(data=[args.data], batch_size=args.batch_size, max_length=args.max_length, steps=args.steps,
-                         stages=["data"], gradient_checkpointing=args.gc, bf16=args.bf16, save_steps=10**6,
-                         logging_steps=1, model=args.model)
+                         stages=["data"], gradient_checkpointing=args.gc, precision="bf16" if args.bf16 else "fp32",
+                         save_steps=10**6, logging_steps=1, model=args.model, pooling="mean", contrastive_weight=0.0)
     texts, _ = read_corpus(config.data, limit=args.batch_size * args.steps)
     mark("corpus")
     model, tokenizer, _ = load_backbone(config.model)

@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TEXT2TOKEN_PRECISION", "fp32")  # what precision "auto" means in tests: not the CPU's choice
 
 import pytest
 import torch

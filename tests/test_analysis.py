@@ -247,7 +247,8 @@ def tiny_run(tiny_models, tmp_path_factory):
     corpus.write_text("\n".join(TRAIN * 3) + "\n")
     config = text2token.TrainConfig(model=tiny_models["llama"], data=[str(corpus)], output=str(folder / "run"),
                                     steps=4, batch_size=4, max_length=32, save_steps=2, logging_steps=1,
-                                    background_samples=16, lr=5e-3)
+                                    background_samples=16, lr=5e-3, stages=["data", "model"], pooling="mean",
+                                    contrastive_weight=0.0)
     return text2token.train(config), corpus
 
 

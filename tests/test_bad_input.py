@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def train(model, data, out, *extra):
     return ["train", "--model", str(model), "--data", str(data), "--output", str(out), "--stages", "data",
-            "--steps", "1", "--batch-size", "16", "--max-length", "16", "--background-samples", "4", *extra]
+            "--steps", "1", "--batch-size", "16", "--max-length", "16", "--background-samples", "4",
+            "--pooling", "mean", "--contrastive-weight", "0", *extra]
 
 
 def fails(argv, capsys, message):

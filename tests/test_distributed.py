@@ -63,7 +63,10 @@ def corpus(tmp_path):
 def test_two_processes_train_like_one(tiny_llama, corpus, tmp_path):
     common = ["--model", tiny_llama, "--data", str(corpus), "--steps", "4", "--max-length", "32",
               "--lr", "1e-3", "--lora-dropout", "0", "--background-samples", "16", "--save-steps", "2",
-              "--logging-steps", "1", "--weighting", "idf", "--seed", "7"]
+              "--logging-steps", "1", "--weighting", "idf", "--seed", "7",
+              # both stages of the KL objective: the joint objective's attention dropout draws other masks
+              # on two processes than on one, so its runs cannot match number for number
+              "--stages", "data", "model", "--pooling", "mean", "--contrastive-weight", "0"]
     one, two = tmp_path / "one", tmp_path / "two"
     _train(common + ["--output", str(one), "--batch-size", "8"], processes=1)
     launched = _train(common + ["--output", str(two), "--batch-size", "4"], processes=2)

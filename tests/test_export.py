@@ -71,7 +71,8 @@ def runs(tiny_models, corpus, tmp_path_factory):
     return {(pooling, attention): text2token.train(model=tiny_models[arch], data=[str(corpus)],
                                                    output=str(root / f"{pooling}-{attention}"), steps=3,
                                                    batch_size=4, max_length=MAX_LENGTH, lr=1e-3,
-                                                   pooling=pooling, attention=attention)
+                                                   pooling=pooling, attention=attention, stages=["data", "model"],
+                                                   contrastive_weight=0.0)
             for pooling, attention, arch in COMBOS}
 
 

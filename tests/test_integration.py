@@ -37,7 +37,8 @@ def test_both_stages_run_on_smollm2(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES * 6) + "\n")
     run = text2token.train(data=[str(corpus)], output=str(tmp_path / "run"), steps=2, stage2_steps=2, batch_size=4,
-                           max_length=32, lr=1e-4, background_samples=8, save_steps=10)
+                           max_length=32, lr=1e-4, background_samples=8, save_steps=10, stages=["data", "model"],
+                           pooling="mean", contrastive_weight=0.0)
     record = json.loads((run / "text2token_config.json").read_text())
     assert record["model"]["backbone"] == "smollm2-135m-instruct"
     for stage in ("data", "model"):
@@ -47,3 +48,18 @@ def test_both_stages_run_on_smollm2(tmp_path):
     base = text2token.load(None, max_length=32).encode(SENTENCES, normalize=True)
     assert np.isfinite(trained).all()
     assert 1e-5 < np.abs(trained - base).max() and (trained * base).sum(1).min() > 0.9
+
+
+def test_the_default_recipe_runs_on_smollm2(tmp_path):
+    """No recipe flags: last pooling + PromptEOL, stage 1 with the joint objective (KL + SimCSE's term)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES * 6) + "\n")
+    run = text2token.train(data=[str(corpus)], output=str(tmp_path / "run"), steps=2, batch_size=4, max_length=32,
+                           save_steps=10)
+    record = json.loads((run / "text2token_config.json").read_text())
+    assert record["stages"] == ["data"] and record["model"]["pooling"] == "last"
+    assert record["hyperparameters"]["contrastive_weight"] > 0
+    assert record["training"]["stages"]["data"]["dropout"]["attention_dropout"] == 0.3
+    trained = text2token.load(str(run)).encode(SENTENCES, normalize=True)
+    base = text2token.load(None, pooling="last", max_length=32).encode(SENTENCES, normalize=True)
+    assert 1e-5 < np.abs(trained - base).max() and (trained * base).sum(1).min() > 0.8

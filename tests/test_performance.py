@@ -40,7 +40,8 @@ def test_bf16_training_runs_on_cpu_under_autocast(tiny_llama, corpus_file, tmp_p
 
     monkeypatch.setattr(training, "kl_loss", spy)
     config = TrainConfig(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"), steps=2,
-                         batch_size=4, max_length=32, save_steps=100, logging_steps=1, stages=["data"], bf16=True)
+                         batch_size=4, max_length=32, save_steps=100, logging_steps=1, stages=["data"], precision="bf16",
+                         pooling="mean", contrastive_weight=0.0)
     run = text2token.train(config)
     # TrainingArguments(bf16=True) on a CPU runs the loss module under bf16 autocast; the logits stay fp32
     assert seen and all(s == (True, torch.bfloat16, torch.float32) for s in seen)
@@ -61,7 +62,8 @@ def test_stage1_targets_do_not_depend_on_tokenisation_batches(tiny_llama):
 
 def _config(tiny, corpus_file, out, **kw):
     values = dict(model=tiny, data=[str(corpus_file)], output=str(out), steps=6, batch_size=4, max_length=32,
-                  save_steps=2, logging_steps=1, background_samples=16, lr=1e-3, stages=["data"])
+                  save_steps=2, logging_steps=1, background_samples=16, lr=1e-3, stages=["data"], pooling="mean",
+                  contrastive_weight=0.0)
     values.update(kw)
     return TrainConfig(**values)
 

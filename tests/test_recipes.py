@@ -74,7 +74,7 @@ def test_config_rejects_bad_recipe_values():
     with pytest.raises(ConfigError, match="contrastive_weight"):
         TrainConfig(contrastive_weight=-1.0)
     with pytest.raises(ConfigError, match="contrastive_weight"):
-        TrainConfig(contrastive_weight=1.0, objective="simcse")
+        TrainConfig(contrastive_weight=float("inf"))
     with pytest.raises(ConfigError, match="head_filter"):
         TrainConfig(head_filter=-2)
     with pytest.raises(ConfigError, match="precision"):
@@ -89,13 +89,14 @@ def test_per_stage_corpora(tmp_path):
     passages.write_text("\n".join(f"passage number {i} is long" for i in range(10)) + "\n")
     sentences.write_text("\n".join(f"sentence {i}" for i in range(30)) + "\n")
     config = TrainConfig(stage1_data=[str(passages)], stage2_data=[str(sentences)], steps=2, stage2_steps=3,
-                         batch_size=2)
+                         batch_size=2, stages=["data", "model"])
     split, _ = corpus_split(config)
     assert len(split["data"]) == 4 and all(t.startswith("passage") for t in split["data"])
     assert len(split["model"]) == 6 and all(t.startswith("sentence") for t in split["model"])
     assert sorted(split["all"]) == sorted(f"sentence {i}" for i in range(30))  # the background's corpus
     # one corpus: stage 2 continues after stage 1's texts
-    one, _ = corpus_split(TrainConfig(data=[str(sentences)], steps=2, stage2_steps=3, batch_size=2))
+    one, _ = corpus_split(TrainConfig(data=[str(sentences)], steps=2, stage2_steps=3, batch_size=2,
+                                      stages=["data", "model"]))
     assert not set(one["data"]) & set(one["model"])
 
 
@@ -138,7 +139,7 @@ def test_joint_loss_is_kl_of_both_views_plus_weighted_simcse():
 
 def test_joint_objective_and_head_filter_train_both_stages(tiny_llama, corpus_file, tmp_path):
     run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", contrastive_weight=0.5, head_filter=2,
-                                 lr=1e-3, pooling="last"))
+                                 lr=1e-3, pooling="last", stages=["data", "model"]))
     record = json.loads((run / "text2token_config.json").read_text())
     assert record["training"]["stages"]["data"]["dropout"]["attention_dropout"] == 0.3
     assert record["training"]["stages"]["model"]["dropout"]["attention_dropout"] == 0.3
@@ -153,6 +154,7 @@ def test_joint_objective_and_head_filter_train_both_stages(tiny_llama, corpus_fi
 def test_auto_precision_follows_the_capability_check(monkeypatch):
     from text2token import precision
 
+    monkeypatch.delenv(precision.ENV_VAR, raising=False)
     monkeypatch.setattr(precision, "device_has_fast_bf16", lambda device: False)
     assert precision.resolve("auto", "cpu") == "fp32"
     monkeypatch.setattr(precision, "device_has_fast_bf16", lambda device: True)
@@ -160,6 +162,8 @@ def test_auto_precision_follows_the_capability_check(monkeypatch):
     assert precision.resolve("fp32", "cpu") == "fp32"
     with pytest.raises(ValueError):
         precision.resolve("fp16")
+    monkeypatch.setenv(precision.ENV_VAR, "fp32")
+    assert precision.resolve("auto", "cpu") == "fp32" and precision.resolve("bf16") == "bf16"
 
 
 def test_every_recipe_file_is_a_valid_config():
@@ -210,3 +214,9 @@ def test_prompt_attention_weighting_trains(tiny_llama, corpus_file, tmp_path):
     run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", stages=["data"],
                                  weighting="prompt_attention", pooling="last"))
     assert (run / "stage1" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_default_recipe_file_is_the_default_config():
+    """configs/recipes/default.yaml says exactly what `text2token train` does with no recipe flags."""
+    from_file = TrainConfig.from_file(RECIPES / "default.yaml", {"data": ["x"]}).to_dict()
+    assert from_file == TrainConfig(data=["x"]).to_dict()

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def train_args(model, corpus, out):
     return ["train", "--model", model, "--data", str(corpus), "--output", str(out), "--steps", "4",
             "--stage2-steps", "4", "--batch-size", "4", "--max-length", "24", "--save-steps", "2",
-            "--logging-steps", "1", "--background-samples", "8", "--lr", "1e-3"]
+            "--logging-steps", "1", "--background-samples", "8", "--lr", "1e-3",
+            "--stages", "data", "model", "--pooling", "mean", "--contrastive-weight", "0", "--lr-scheduler", "linear"]
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_no_dropout_at_all_is_refused(tiny_llama):
 def test_simcse_run_is_a_loadable_run_folder(tiny_llama, corpus_file, tmp_path):
     run = text2token.train(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"),
                            objective="simcse", simcse_temperature=0.1, steps=3, batch_size=4, max_length=32,
-                           save_steps=2, logging_steps=1, lr=1e-3)
+                           save_steps=2, logging_steps=1, lr=1e-3, pooling="mean")
     record = json.loads((run / "text2token_config.json").read_text())
     assert record["objective"] == "simcse" and record["stages"] == ["simcse"]
     assert record["adapters"] == ["simcse/adapter"]
@@ -139,7 +139,7 @@ def test_cli_objective_flags_reach_the_config(tiny_llama, corpus_file, tmp_path,
                  "--simcse-temperature", "0.1"]) == 0
     config = seen["config"]
     assert (config.objective, config.stages, config.simcse_temperature) == ("simcse", ["simcse"], 0.1)
-    assert config.steps_of == {"simcse": 1000} and config.lr_of == {"simcse": 5e-5}
+    assert config.steps_of == {"simcse": 1000} and config.lr_of == {"simcse": 1e-4}
 
     assert main(["train", "--data", str(corpus_file), "--output", str(tmp_path / "run"), "--objective", "simcse",
                  "--stages", "both"]) == 2
@@ -148,7 +148,7 @@ def test_cli_objective_flags_reach_the_config(tiny_llama, corpus_file, tmp_path,
 
 @pytest.mark.parametrize("values, message", [
     ({"objective": "llm2vec"}, "unknown objective 'llm2vec': choose one of text2token, simcse"),
-    ({"objective": "simcse", "stages": ["data"]}, "do not apply to objective simcse"),
+    ({"objective": "simcse", "stages": ["model"]}, "do not apply to objective simcse"),
     ({"stages": ["simcse"]}, "needs objective: simcse"),
     ({"objective": "simcse", "simcse_temperature": 0}, "simcse_temperature must be positive"),
     ({"objective": "simcse", "simcse_dropout": 1.0}, r"simcse_dropout must be in \[0, 1\)"),
@@ -166,6 +166,7 @@ def test_bad_objective_on_the_command_line_exits_2(corpus_file, tmp_path, capsys
 def test_simcse_stage_rule():
     assert TrainConfig(objective="simcse").stages == ["simcse"]
     assert TrainConfig(objective="simcse", stages=["simcse"]).stages == ["simcse"]
-    assert TrainConfig().objective == "text2token" and TrainConfig().stages == ["data", "model"]
+    assert TrainConfig().objective == "text2token" and TrainConfig().stages == ["data"]
+    assert TrainConfig(objective="simcse").contrastive_weight == 0.0  # no KL to add SimCSE's term to
     saved = TrainConfig(objective="simcse").to_dict()
     assert TrainConfig.from_dict(saved).stages == ["simcse"]  # what --resume reads back

@@ -13,6 +13,7 @@ PROBE = ["The cat sat on the mat.", "Economists study inflation.", "Rain fell on
 
 def small(tiny, corpus_file, out, **kw):
     values = dict(model=tiny, data=[str(corpus_file)], output=str(out), steps=4, batch_size=4, max_length=32,
+                  stages=["data", "model"], pooling="mean", contrastive_weight=0.0, lr_scheduler="linear",
                   save_steps=2, logging_steps=1, background_samples=16)
     values.update(kw)
     return text2token.TrainConfig(**values)
@@ -161,7 +162,7 @@ def test_bfloat16_weights_train_with_fp32_adapters(tiny_llama, corpus_file, tmp_
 def test_lr_scheduler_reaches_the_trainer(tmp_path):
     from text2token.training import training_arguments
 
-    config = text2token.TrainConfig(data=["x.txt"], steps=10, lr_scheduler="constant")
+    config = text2token.TrainConfig(data=["x.txt"], steps=10, lr_scheduler="linear")
     args = training_arguments(config, "data", tmp_path)
-    assert args.lr_scheduler_type.value == "constant" and args.learning_rate == config.lr
-    assert training_arguments(text2token.TrainConfig(data=["x.txt"]), "data", tmp_path).lr_scheduler_type.value == "linear"
+    assert args.lr_scheduler_type.value == "linear" and args.learning_rate == config.lr
+    assert training_arguments(text2token.TrainConfig(data=["x.txt"]), "data", tmp_path).lr_scheduler_type.value == "constant"

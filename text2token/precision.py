@@ -1,16 +1,19 @@
 """Numeric precision of training, encoding and evaluation: ``auto``, ``fp32`` or ``bf16``.
 
 ``auto`` turns on bf16 autocast where the hardware runs it fast (a CUDA device with bf16, or a CPU
-with AVX512-BF16 or AMX), else fp32. Weights stay as loaded; autocast runs the matmuls in bf16 and
+with AVX512-BF16 or AMX), else fp32; ``$TEXT2TOKEN_PRECISION`` (fp32 or bf16), where set, is what
+``auto`` means instead (the test suite sets fp32, so its numbers do not depend on the CPU). Weights stay as loaded; autocast runs the matmuls in bf16 and
 :func:`text2token.model.vocab_logits` keeps the vocabulary projection in fp32.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 
 PRECISIONS = ("auto", "fp32", "bf16")
+ENV_VAR = "TEXT2TOKEN_PRECISION"
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,11 @@ def resolve(precision: str | None, device_type: str | None = None) -> str:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    forced = os.environ.get(ENV_VAR)
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"${ENV_VAR} must be fp32 or bf16, got {forced!r}")
+        return forced
     if device_type is None:
         import torch
 
@@ -58,6 +66,8 @@ def resolve(precision: str | None, device_type: str | None = None) -> str:
 def describe(resolved: str, requested: str | None) -> str:
     """One line for the console: what runs, and why."""
     requested = requested or "auto"
+    if requested == "auto" and os.environ.get(ENV_VAR):
+        return f"precision: {resolved} (auto: ${ENV_VAR})"
     if requested == "auto":
         why = "this hardware runs bf16 fast" if resolved == "bf16" else "no fast bf16 on this hardware"
         return f"precision: {resolved} (auto: {why}; --precision fp32|bf16 to force)"
