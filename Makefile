@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test` (and `make quality`: the ~2.5 h experiment of RESULTS.md).
+# Two entry points for a fresh machine: `make demo` and `make test` (and `make quality`: the ~2.5 h experiment of RESULTS.md, bench/recipes.sh).
 # Everything installs into .venv (created here); PyTorch is the CPU build unless one is already there.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,5 +25,4 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 quality: install
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --work runs/quality
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/quality.py --work runs/quality --ablations steps tau attention pooling lr
+	bash bench/recipes.sh $(BIN)/python

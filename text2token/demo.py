@@ -24,13 +24,14 @@ EXAMPLES = [
     "Macroeconomists study aggregate measures of the economy, such as inflation and unemployment.",
     "The orchestra performed a new symphony in the concert hall last night.",
 ]
-# the default recipe (TrainConfig's defaults) with fewer steps and shorter texts, to fit a few minutes
-DEMO_OVERRIDES = dict(max_length=64, background_samples=512, save_steps=10, logging_steps=1)
-DEMO_STEPS = {"steps": 5, "stage2_steps": 12}  # overridden by --steps / --stage2-steps
+# the default recipe (TrainConfig's defaults) with fewer steps, smaller batches and shorter texts, to fit
+# a few minutes on 2 CPU cores
+DEMO_OVERRIDES = dict(max_length=48, batch_size=16, background_samples=512, save_steps=12, logging_steps=1)
+DEMO_STEPS = {"steps": 12, "stage2_steps": 12}  # overridden by --steps / --stage2-steps
 # one task per type shown, each cut to DEMO_ROWS rows (as `text2token eval --max-samples`; retrieval keeps
 # every judged document) and retrieval documents to DEMO_DOC_CHARS characters
 DEMO_TASKS = ("STSBenchmark", "SciFact", "Banking77Clustering-proxy")
-DEMO_ROWS = 500
+DEMO_ROWS = 400
 DEMO_DOC_CHARS = 1000
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The quality experiment of RESULTS.md (2026-12-02): every row, one command each; about 2 h 30 min on 2 CPU cores.
+# Usage: bash bench/recipes.sh [PYTHON]   (needs ../shared/data, or DATA=folder with corpus/, corpus-passages/, evalsuite/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-python}
+DATA=${DATA:-../shared/data}
+export HF_HUB_OFFLINE=1
+S=$DATA/corpus/wiki_sentences_00.txt
+P=$DATA/corpus-passages/wiki_passages_00.txt
+C="batch_size=32 max_length=64 lr=1.0e-4 lr_scheduler=constant background_samples=512 save_steps=1000 logging_steps=5"
+T="AmazonCounterfactualClassification Banking77Clustering-proxy TwitterSemEval2015 SciFact STSBenchmark SICK-R"
+X="Banking77Classification TweetSentimentExtractionClassification SentEval-MR SentEval-CR SentEval-SUBJ SentEval-MPQA SentEval-TREC SentEval-SST2 SentEval-SST5"
+R() { "$PY" bench/recipes.py --work runs/proxy --data-dir "$DATA/evalsuite" "$@"; }
+R base-last --untrained --pooling last --tasks $T --cut SICK-R=2000
+R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $T --cut SICK-R=2000
+R jointD28 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 --tasks $T --cut SICK-R=2000
+R jointT28 --recipe configs/recipes/joint-stage2.yaml --set "data=[$S]" $C stage2_steps=28 seed=42 --tasks $T --cut SICK-R=2000
+R proto5-55 --recipe configs/recipes/paper.yaml --set "stage1_data=[$P]" "stage2_data=[$S]" $C steps=5 stage2_steps=55 seed=42 --tasks $T --cut SICK-R=2000
+R jointD28-hf4 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 head_filter=4 --tasks $T --cut SICK-R=2000
+R jointD28-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 --tasks $T --cut SICK-R=2000
+R simcse30-s43 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=43 --tasks $T --cut SICK-R=2000
+for row in base-last jointD28 simcse30; do   # the other local tasks, for the finalists and the untrained model
+  if [ $row = base-last ]; then R $row --untrained --pooling last --tasks $X; else R $row --recipe configs/recipes/$([ $row = simcse30 ] && echo simcse || echo default).yaml --set "data=[$S]" $C steps=$([ $row = simcse30 ] && echo 30 || echo 28) seed=42 --tasks $X; fi
+done
+"$PY" bench/recipes.py --table --work runs/proxy
+"$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28

@@ -1,0 +1,50 @@
+"""bench/recipes.py end to end on a tiny model and tiny task folders: a trained row, an untrained row, the
+reuse of a finished run, the merged scores of one row scored twice, the table and the JSON file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from t2t_testdata import SENTENCES
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "recipes.py"
+RECIPES = Path(__file__).resolve().parents[2] / "configs" / "recipes"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_recipes", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
+    bench = load_bench()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES * 3) + "\n")
+    work = tmp_path / "work"
+    common = ["--work", str(work), "--data-dir", str(data_dir)]
+    train = ["--recipe", str(RECIPES / "default.yaml"), "--set", f"data=[{corpus}]", f"model={tiny_llama}",
+             "steps=2", "batch_size=4", "max_length=32", "save_steps=10"]
+    assert bench.main(["joint", *common, *train, "--tasks", "TinySTS"]) == 0
+    assert bench.main(["joint", *common, *train, "--tasks", "TinyClusters"]) == 0  # reuses the run, merges
+    assert "finished run of this configuration, reused" in capsys.readouterr().err
+    assert bench.main(["base", *common, "--untrained", "--model", tiny_llama, "--pooling", "last",
+                       "--tasks", "TinySTS", "TinyClusters"]) == 0
+    rows = {r["name"]: r for r in bench.latest_rows(work / "rows.jsonl", None)}
+    assert set(rows["joint"]["scores"]) == {"TinySTS", "TinyClusters"} and rows["joint"]["texts_seen"] == 8
+    assert rows["joint"]["hyperparameters"]["contrastive_weight"] == 1.0 and rows["base"]["train_seconds"] == 0
+    assert all(-100 <= v <= 100 for r in rows.values() for v in r["scores"].values())
+    capsys.readouterr()
+    bench.main(["--table", "--work", str(work)])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| row | train s | texts | quick mean | all mean") and len(table) == 4
+    out = tmp_path / "quality.json"
+    bench.main(["--json", str(out), "--work", str(work), "--default", "joint"])
+    written = json.loads(out.read_text())
+    assert [r["name"] for r in written] == ["joint", "base"] and written[0]["is_default"] is True
+    joint = written[0]
+    assert joint["all_mean"] == round(sum(joint["scores"].values()) / 2, 2) and joint["quick_mean"] is None
+    assert joint["recipe"].endswith("default.yaml") and written[1]["recipe"] is None
