@@ -42,7 +42,7 @@ def parse(argv):
     p.add_argument("--table", action="store_true", help="print the rows of WORK/rows.jsonl as markdown")
     p.add_argument("--json", metavar="FILE", help="write the latest row of each name (or of --rows) as JSON")
     p.add_argument("--rows", nargs="*", default=None, help="rows for --table / --json (default: all)")
-    p.add_argument("--default", default=None, help="--json: the row of the default recipe")
+    p.add_argument("--default", nargs="*", default=[], help="--json: the rows of the default recipe")
     return p.parse_args(argv)
 
 
@@ -169,12 +169,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows: list[dict], path: Path, default: str | None) -> None:
+def write_json(rows: list[dict], path: Path, default: list[str]) -> None:
     out = []
     for r in rows:
         quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
         out.append({"name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"],
-                    "is_default": r["name"] == default, "pooling": r["pooling"], "train_seconds": r["train_seconds"],
+                    "is_default": r["name"] in default, "pooling": r["pooling"], "train_seconds": r["train_seconds"],
                     "texts_seen": r["texts_seen"], "scores": r["scores"],
                     "quick_mean": mean(quick) if len(quick) == len(QUICK) else None,
                     "all_mean": mean(r["scores"].values()), "precision": r.get("precision")})

@@ -35,9 +35,9 @@ def _add_train(sub):
                    "the background is taken over it)")
     p.add_argument("--data-field", help="JSONL/dataset field holding the text (default: text)")
     p.add_argument("--output", help="run folder to create")
-    p.add_argument("--pooling", help="mean (default) or last (PromptEOL template)")
+    p.add_argument("--pooling", help="last (default: the PromptEOL template) or mean")
     p.add_argument("--attention", help="causal (default) or bidirectional")
-    p.add_argument("--stages", nargs="+", help="data, model, or both (default: both); not with --objective simcse")
+    p.add_argument("--stages", nargs="+", help="data (default: stage 1), model, or both; not with --objective simcse")
     p.add_argument("--objective", help="text2token (default) or simcse (the LLM2Vec-style unsupervised SimCSE "
                    "baseline: one stage, --steps and --lr are its own)")
     p.add_argument("--simcse-temperature", type=float, help="SimCSE: cosine similarity / temperature (default 0.05)")
@@ -46,7 +46,7 @@ def _add_train(sub):
     p.add_argument("--stage2-steps", type=int, help="stage-2 steps (default: same as --steps)")
     p.add_argument("--batch-size", type=int, help="texts per device and step (default 32)")
     p.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
-    p.add_argument("--lr", type=float, help="learning rate (default 5e-5)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4, held constant)")
     p.add_argument("--stage2-lr", type=float, help="stage-2 learning rate (default: same as --lr)")
     p.add_argument("--max-length", type=int, help="max tokens per text (default 128)")
     p.add_argument("--tau", type=float, help="stage-2 target temperature (default 1e-5)")
@@ -72,7 +72,7 @@ def _add_train(sub):
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="bf16 autocast or fp32; auto (default): bf16 where the hardware runs it fast")
     p.add_argument("--bf16", action="store_true", default=None, help="the same as --precision bf16")
-    p.add_argument("--lr-scheduler", help="linear (default: decay to 0, the paper's) or constant")
+    p.add_argument("--lr-scheduler", help="constant (default) or linear (decay to 0), or any transformers scheduler")
     p.add_argument("--dtype", help="backbone weights: float32 (default), bfloat16 (half the memory; GPUs), float16")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None)
     p.add_argument("--group-by-length", action="store_true", default=None,

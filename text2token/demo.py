@@ -174,13 +174,14 @@ def plot(table: dict[str, dict[str, float]], curves: dict[str, list[tuple[int, f
 def format_table(table: dict[str, dict[str, float]], gains_over: str) -> str:
     """Rows of models, columns of tasks; the trained row shows its change over ``gains_over``."""
     tasks = list(next(iter(table.values())))
-    lines = [f"{'model':<34}" + "".join(f"{t.replace('-proxy', ''):>20}" for t in tasks)]
+    width = max(len(label) for label in [*table, "model"]) + 2
+    lines = [f"{'model':<{width}}" + "".join(f"{t.replace('-proxy', ''):>22}" for t in tasks)]
     for label, scores in table.items():
         cells = []
         for t in tasks:
             delta = f" ({scores[t] - table[gains_over][t]:+.1f})" if label != gains_over and label.startswith("trained") else ""
-            cells.append(f"{scores[t]:.2f}{delta}".rjust(20))
-        lines.append(f"{label:<34}" + "".join(cells))
+            cells.append(f"{scores[t]:.2f}{delta}".rjust(22))
+        lines.append(f"{label:<{width}}" + "".join(cells))
     return "\n".join(lines)
 
 
