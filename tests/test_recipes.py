@@ -220,3 +220,14 @@ def test_default_recipe_file_is_the_default_config():
     """configs/recipes/default.yaml says exactly what `text2token train` does with no recipe flags."""
     from_file = TrainConfig.from_file(RECIPES / "default.yaml", {"data": ["x"]}).to_dict()
     assert from_file == TrainConfig(data=["x"]).to_dict()
+
+
+def test_encode_and_eval_offer_the_precision_option():
+    from text2token.cli import build_parser
+
+    parser = build_parser()
+    for command in (["encode", "m", "--input", "x", "--output", "y"], ["eval", "m", "--tasks", "t"]):
+        assert parser.parse_args(command).precision == "auto"
+        assert parser.parse_args([*command, "--precision", "bf16"]).precision == "bf16"
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--precision", "fp8"])

@@ -135,6 +135,8 @@ def _add_encode(sub):
     p.add_argument("--restart", action="store_true",
                    help="redo this shard's rows instead of continuing an interrupted encode (the default)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: this process's GPU if there is one)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="bf16 autocast or fp32; auto (default): bf16 where the hardware runs it fast")
     p.set_defaults(func=cmd_encode)
 
 
@@ -148,6 +150,10 @@ def cmd_encode(args) -> int:
     rows = count_rows(Path(args.input), args.field)  # a missing, empty or malformed input fails before the model loads
     model = load(args.model, pooling=args.pooling, attention=args.attention, max_length=args.max_length)
     model.model.to(args.device or local_device())
+    from .precision import describe, resolve
+
+    model.precision = resolve(args.precision, model.device.type)  # after the move: the device decides "auto"
+    print(describe(model.precision, args.precision), file=sys.stderr)
     result = encode_file(model, Path(args.input), Path(args.output), field=args.field, batch_size=args.batch_size,
                          normalize=args.normalize, chunk_size=args.chunk_size, shard=shard, restart=args.restart,
                          model_key=_model_key(args.model), show_progress=True, rows=rows)

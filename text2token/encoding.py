@@ -230,7 +230,8 @@ def encode_file(model, input_path, output, field: str = "text", batch_size: int 
     settings = {"input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "field": field, "rows": rows, "dim": dim, "model": model_key or model.name, "pooling": model.pooling,
                 "attention": model.attention, "max_length": model.max_length, "normalize": bool(normalize),
-                "batch_size": batch_size, "chunk_size": chunk_size, "format": 1}
+                "batch_size": batch_size, "chunk_size": chunk_size, "format": 1,
+                "precision": getattr(model, "precision", "fp32")}  # a resume never mixes fp32 and bf16 rows
     output.parent.mkdir(parents=True, exist_ok=True)
     files = _Files(output, settings)
     progress = files.progress(i, n)

@@ -8,15 +8,12 @@ with AVX512-BF16 or AMX), else fp32; ``$TEXT2TOKEN_PRECISION`` (fp32 or bf16), w
 
 from __future__ import annotations
 
-import logging
 import os
 from functools import lru_cache
 
 PRECISIONS = ("auto", "fp32", "bf16")
 ENV_VAR = "TEXT2TOKEN_PRECISION"
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)

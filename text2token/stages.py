@@ -121,8 +121,6 @@ def corpus_split(config: TrainConfig, world_size: int = 1):
             random.Random(config.seed).shuffle(order)
             read[sources[stage]] = [texts[i] for i in order]
             stats = stats or found
-    if "data" in config.stages and sources["data"] not in read:
-        raise DataError("no stage-1 corpus")  # unreachable: the loop above reads it
     shuffled2 = read.get(sources["model"]) or read[sources["data"]]
     # exactly steps x global batch texts (the corpus repeated if it is smaller): every step sees a
     # full batch, so a run gives the same batches whatever the number of processes
