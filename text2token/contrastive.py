@@ -54,6 +54,12 @@ def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, off
     return F.cross_entropy(logits, labels)
 
 
+def two_views(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """``[2n, d]``: the embeddings of a batch of ``n`` texts, then of the same texts again. One forward pass over
+    the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one."""
+    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling)
+
+
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All processes' ``x`` concatenated (gradients flow back to each), and where this process's rows start."""
     import torch.distributed as dist
@@ -104,12 +110,10 @@ class SimCSEObjective(nn.Module):
         self.temperature = temperature
 
     def views(self, input_ids, attention_mask, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two embeddings of each text. One forward pass over the batch stacked twice: each row gets its own
-        dropout masks, exactly as two passes would, at the cost of one."""
+        """Two embeddings of each text (see :func:`two_views`)."""
+        e = two_views(self.peft_model, {"input_ids": input_ids, "attention_mask": attention_mask,
+                                        "position_ids": position_ids}, self.pooling)
         n = input_ids.shape[0]
-        batch = {"input_ids": input_ids.repeat(2, 1), "attention_mask": attention_mask.repeat(2, 1),
-                 "position_ids": position_ids.repeat(2, 1)}
-        e = embed(self.peft_model, batch, self.pooling)
         return e[:n], e[n:]
 
     def forward(self, input_ids, attention_mask, position_ids):

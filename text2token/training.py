@@ -106,10 +106,10 @@ class TokenTargetObjective(nn.Module):
         if self.contrastive_weight <= 0:
             logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling), self.head_filter)
             return {"loss": kl_loss(logits, target_ids, target_weights)}
-        from .contrastive import gather_with_grad
+        from .contrastive import gather_with_grad, two_views
 
         n = input_ids.shape[0]
-        e = embed(self.peft_model, {k: v.repeat(2, 1) for k, v in batch.items()}, self.pooling)
+        e = two_views(self.peft_model, batch, self.pooling)
         second_all, offset = gather_with_grad(e[n:])
         loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
                                            target_weights, e[:n], second_all, offset, self.contrastive_weight,
