@@ -1,5 +1,5 @@
 #!/bin/bash
-# The outputs of README "Inspecting and analysing" (results): run after bench/quality.py (make quality),
+# The outputs of docs/analysis.md (results): run after bench/quality.py (the 2026-11-29 experiment; `make quality` now runs bench/recipes.sh),
 # whose stage 1 + 2 and SimCSE runs it inspects. Writes to runs/issue6/.
 cd "$(dirname "$0")/.." && source .venv/bin/activate && export HF_HUB_OFFLINE=1
 RUN=runs/quality/t2t-s1s2

@@ -19,7 +19,7 @@ def test_gpu_step_bench_runs_tiny_on_cpu(capsys):
     assert module.LLAMA3_8B["hidden_size"] == 4096 and module.LLAMA3_8B["num_hidden_layers"] == 32
 
 
-# ---------------------------------------------------------------- performance benchmarks (README "Performance")
+# ---------------------------------------------------------------- performance benchmarks (docs/performance.md)
 def _bench(name):
     path = BENCH.parent / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)

@@ -3,109 +3,183 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
 import os
 import sys
 from pathlib import Path
 
+from .config import AT_LEAST_1
 from .errors import Text2TokenError
 
-# flag name -> TrainConfig key, for flags that override the config file
-TRAIN_FLAGS = {
-    "model": str, "data": None, "data_field": str, "output": str, "pooling": str, "attention": str,
-    "stages": None, "steps": int, "stage2_steps": int, "batch_size": int, "grad_accum": int, "lr": float,
-    "stage2_lr": float, "max_length": int, "tau": float, "background_samples": int, "lora_r": int,
-    "lora_alpha": int, "lora_dropout": float, "seed": int, "save_steps": int, "logging_steps": int,
-    "report_to": str, "weighting": str, "objective": str, "simcse_temperature": float, "simcse_dropout": float,
-    "dtype": str, "lr_scheduler": str, "stage1_data": None, "stage2_data": None, "stop_words": str,
-    "lora_target_modules": None, "contrastive_weight": float, "head_filter": int, "precision": str,
-}
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error told in one line (``text2token: error: ...``, exit code 2) like every
+    other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message):
+        message = " ".join(message.split())
+        self.exit(2, f"text2token: error: {message} (see `{self.prog} --help`)\n")
 
 
+def number_flag(kind: type, rule):
+    """An argparse ``type``: a number of ``kind`` (int or float) that ``rule`` (a
+    :class:`text2token.config.Range`) allows; anything else is a one-line usage error saying the range."""
+    what = f"{'an integer' if kind is int else 'a number'} {rule.describe()}"
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not rule.allows(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    convert.__name__ = what
+    return convert
+
+
+positive_int = number_flag(int, AT_LEAST_1)
+
+
+# ------------------------------------------------------------------ flags generated from TrainConfig
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _default_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    return repr(value) if isinstance(value, str) and (" " in value or not value) else str(value)
+
+
+def _field_help(f, override: bool = False) -> str:
+    from .config import OneOf
+
+    text = f.metadata.get("help", "")
+    rule = f.metadata.get("rule")
+    if override:  # what the field is, not its training default
+        what = {"max_length": "max tokens per text"}.get(f.name, f.name.replace("_", " "))
+        text = f"override the model's own {what}"
+        if isinstance(rule, OneOf) and not callable(rule.names):
+            text += f": {' or '.join(rule.choices())}"
+    else:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default not in (None, []) and "(default" not in text:
+            text += f" (default: {_default_text(default)})"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def add_config_flags(parser, names=None) -> None:
+    """One flag per TrainConfig field (``--batch-size`` for ``batch_size``), with the field's help and default.
+
+    A flag is left out of the parsed namespace unless given (so the config file's value or the
+    field's default stands), and parses leniently (:func:`text2token.config.parse_flag`): a bad
+    value reaches :meth:`TrainConfig.validate`, which names the field in one line."""
+    from .config import scalar_type, config_fields, field_type, parse_flag
+
+    fields = config_fields()
+    for name in names or fields:
+        f = fields[name]
+        options = {k: v for k, v in f.metadata.get("flag", {}).items() if k != "from_flag"}
+        kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": _field_help(f)}
+        kind = scalar_type(field_type(name))
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = functools.partial(parse_flag, name)
+            kwargs["metavar"] = {int: "N", float: "X"}.get(kind, "PATH" if name.endswith("data") else None)
+        kwargs.update(options)
+        parser.add_argument(_flag(name), **kwargs)
+
+
+def config_overrides(args) -> dict:
+    """The TrainConfig values of the flags given on the command line (see :func:`add_config_flags`)."""
+    from .config import config_fields
+
+    values = {}
+    for name, f in config_fields().items():
+        if name in vars(args):
+            value = getattr(args, name)
+            convert = f.metadata.get("flag", {}).get("from_flag")
+            values[name] = convert(value) if convert and isinstance(value, list) else value
+    return values
+
+
+MODEL_FLAGS = ("pooling", "attention", "max_length")  # TrainConfig fields a loaded model's settings override
+
+
+def add_model_flags(parser) -> None:
+    """``--pooling``, ``--attention``, ``--max-length``: override a run's (or a base LM's) own settings, checked
+    by the TrainConfig fields' rules (a bad value is a one-line usage error); not given: ``None``."""
+    from .config import config_fields
+
+    fields = config_fields()
+    for name in MODEL_FLAGS:
+        parser.add_argument(_flag(name), type=_checked(name), metavar="N" if name == "max_length" else None,
+                            help=_field_help(fields[name], override=True))
+
+
+def _checked(name: str):
+    """An argparse ``type`` for the value of field ``name``, checked as TrainConfig checks it."""
+    from .config import check_value, parse_flag
+    from .errors import ConfigError
+
+    def convert(text: str):
+        value = parse_flag(name, text)
+        try:
+            check_value(name, value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    convert.__name__ = name
+    return convert
+
+
+# ------------------------------------------------------------------ train
 def _add_train(sub):
     p = sub.add_parser("train", help="train an embedder with Text2Token (stage 1 and/or stage 2)",
-                       description="Train an embedding model from a decoder LM by token target prediction.")
+                       description="Train an embedding model from a decoder LM by token target prediction. "
+                       "Every setting has a flag and a key of the same name in --config files (flags win).")
     p.add_argument("--config", help="YAML or JSON file with the same keys as the flags (flags win)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, "
+                   "with the settings it was started with (a flag that would change one is refused)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--model", help="hub id, local folder or .gguf file (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--data", nargs="+", help="text files (one text per line), JSONL files, folders, or a dataset name")
-    p.add_argument("--stage1-data", nargs="+", help="stage-1 corpus instead of --data (the prototype: passages)")
-    p.add_argument("--stage2-data", nargs="+", help="stage-2 corpus instead of --data (the prototype: sentences; "
-                   "the background is taken over it)")
-    p.add_argument("--data-field", help="JSONL/dataset field holding the text (default: text)")
-    p.add_argument("--output", help="run folder to create")
-    p.add_argument("--pooling", help="last (default: the PromptEOL template) or mean")
-    p.add_argument("--attention", help="causal (default) or bidirectional")
-    p.add_argument("--stages", nargs="+", help="data (default: stage 1), model, or both; not with --objective simcse")
-    p.add_argument("--objective", help="text2token (default) or simcse (the LLM2Vec-style unsupervised SimCSE "
-                   "baseline: one stage, --steps and --lr are its own)")
-    p.add_argument("--simcse-temperature", type=float, help="SimCSE: cosine similarity / temperature (default 0.05)")
-    p.add_argument("--simcse-dropout", type=float, help="SimCSE: attention dropout while training (default 0.3)")
-    p.add_argument("--steps", type=int, help="stage-1 steps (default 1000)")
-    p.add_argument("--stage2-steps", type=int, help="stage-2 steps (default: same as --steps)")
-    p.add_argument("--batch-size", type=int, help="texts per device and step (default 32)")
-    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-4, held constant)")
-    p.add_argument("--stage2-lr", type=float, help="stage-2 learning rate (default: same as --lr)")
-    p.add_argument("--max-length", type=int, help="max tokens per text (default 128)")
-    p.add_argument("--tau", type=float, help="stage-2 target temperature (default 1e-5)")
-    p.add_argument("--background-samples", type=int, help="corpus texts for the stage-2 background (default 2048)")
-    p.add_argument("--weighting", help="stage-1 target weights: uniform (default), idf, or prompt_attention (the "
-                   "attention the prompt's last token pays to each in-text token)")
-    p.add_argument("--stop-words", help="stage-1 stop words: nltk (default, the prototype's list), sklearn, none")
-    p.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
-                   help="LoRA on: all-linear, attention (q,k,v,o), qv, or module names")
-    p.add_argument("--contrastive-weight", type=float,
-                   help="joint objective: add SimCSE's in-batch term with this weight to the Text2Token KL "
-                        "(two dropout views; default 0: off)")
-    p.add_argument("--head-filter", type=int, metavar="K",
-                   help="remove the LM head's K dominant singular directions from the projection the loss and "
-                        "stage-2 targets use (default 0: off)")
-    p.add_argument("--lora-r", type=int)
-    p.add_argument("--lora-alpha", type=int)
-    p.add_argument("--lora-dropout", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default 100)")
-    p.add_argument("--logging-steps", type=int)
-    p.add_argument("--report-to", help="none (default), tensorboard, wandb, ... (transformers integrations)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="bf16 autocast or fp32; auto (default): bf16 where the hardware runs it fast")
     p.add_argument("--bf16", action="store_true", default=None, help="the same as --precision bf16")
-    p.add_argument("--lr-scheduler", help="constant (default) or linear (decay to 0), or any transformers scheduler")
-    p.add_argument("--dtype", help="backbone weights: float32 (default), bfloat16 (half the memory; GPUs), float16")
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None)
-    p.add_argument("--group-by-length", action="store_true", default=None,
-                   help="batches of texts of similar length: less padding, faster steps (default: random batches)")
+    add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
     from .config import TrainConfig
     from .errors import ConfigError
-    from .stages import train
 
+    overrides = config_overrides(args)
+    if args.bf16:
+        if overrides.get("precision", "bf16") != "bf16":
+            raise ConfigError(f"--bf16 contradicts --precision {overrides['precision']}")
+        overrides["precision"] = "bf16"
     if args.resume:
+        _check_resume_flags(args, overrides)
+        from .stages import train
+
         run = train(TrainConfig(output=args.resume), resume=True)
     else:
-        overrides = {k: getattr(args, k) for k in list(TRAIN_FLAGS) + ["gradient_checkpointing", "group_by_length"]
-                     if getattr(args, k, None) is not None}
-        if args.bf16:
-            if overrides.get("precision", "bf16") != "bf16":
-                raise ConfigError(f"--bf16 contradicts --precision {overrides['precision']}")
-            overrides["precision"] = "bf16"
-        modules = overrides.get("lora_target_modules")
-        if modules and len(modules) == 1 and modules[0] in ("all-linear", "attention", "qv"):
-            overrides["lora_target_modules"] = modules[0]
-        if overrides.get("stages") == ["both"]:
-            overrides["stages"] = ["data", "model"]
+        # every value is checked here, before a model is loaded or a folder made
         config = TrainConfig.from_file(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "flags")
         if "stages" in overrides and config.objective == "simcse":
             raise ConfigError("--stages does not apply to objective simcse: it trains one stage (simcse)")
         stages = [s for s in config.stages if s != "simcse"] or ["model"]
         if not all(config.data_of(s) for s in stages):
             raise Text2TokenError("no training data: pass --data FILE (or set `data` in --config)")
+        _check_lora_names(config)
         from .precision import describe, resolve
+        from .stages import train
 
         print(describe(resolve(config.precision), config.precision), file=sys.stderr)
         run = train(config, overwrite=args.overwrite)
@@ -116,18 +190,67 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_resume_flags(args, overrides: dict) -> None:
+    """``--resume RUN`` continues RUN with its saved settings: a flag (or --config key) that agrees with them
+    is accepted, one that would change them is refused in one line naming each."""
+    from .config import TrainConfig
+    from .errors import ConfigError
+
+    if args.overwrite:
+        raise ConfigError("--overwrite does not apply to --resume: a resumed run keeps its folder")
+    given = TrainConfig.read_file(args.config) if args.config else {}
+    given.update(overrides)
+    if not given:
+        return
+    from .stages import prepare_run_dir, read_train_config
+
+    run = prepare_run_dir(TrainConfig(output=args.resume), resume=True, overwrite=False)  # checks, makes nothing
+    saved = TrainConfig.from_dict(read_train_config(run), source=str(run))
+    wanted = TrainConfig.from_dict({**saved.to_dict(), **given}, source=args.config or "flags")  # bad values: named
+    changed = []
+    for key in dict.fromkeys("precision" if k == "bf16" else k for k in given):
+        if key == "output":
+            same = Path(given["output"]).expanduser().resolve() == run.expanduser().resolve()
+        else:
+            same = getattr(wanted, key) == getattr(saved, key)
+        if not same:
+            changed.append(f"{_flag(key)} {_default_text(getattr(wanted, key))} (the run has "
+                           f"{_default_text(str(run) if key == 'output' else getattr(saved, key))})")
+    if changed:
+        raise ConfigError(f"--resume continues {run} with the settings it was started with, and these would change "
+                          f"them: {'; '.join(changed)}. Drop them, or start a new run with another --output")
+
+
+def _check_lora_names(config) -> None:
+    """Module names in ``lora_target_modules`` must exist in the backbone: checked on its skeleton (built
+    from its config on the meta device, no weights read) before training starts and makes a folder."""
+    if not isinstance(config.lora_target_modules, list):
+        return
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .backbone import resolve_backbone
+
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_backbone(config.model)))
+    except Exception:  # noqa: BLE001 - a backbone that cannot be read is reported by training, as before
+        return
+    from .lora import lora_targets
+
+    lora_targets(skeleton, config.lora_target_modules)
+
+
 def _add_encode(sub):
     p = sub.add_parser("encode", help="embed texts (one per line, or JSONL) into a .npy file")
     p.add_argument("model", help="run folder, hub id, local folder or .gguf of a base LM")
     p.add_argument("--input", required=True, help="text file, one text per line (or .jsonl with --field)")
     p.add_argument("--output", required=True, help="where to write the float32 array (.npy)")
     p.add_argument("--field", default="text", help="JSONL field (default: text)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="texts per batch (default 32)")
     p.add_argument("--normalize", action="store_true", help="unit-length embeddings")
-    p.add_argument("--pooling", help="override the model's pooling (mean or last)")
-    p.add_argument("--attention", help="override the model's attention (causal or bidirectional)")
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--chunk-size", type=int, default=4096,
+    add_model_flags(p)
+    p.add_argument("--chunk-size", type=positive_int, default=4096, metavar="N",
                    help="lines read, encoded (length-sorted) and written at a time; memory does not grow "
                         "with the input (default 4096)")
     p.add_argument("--shard", metavar="I/N", help="encode only shard I of N (0 <= I < N), a contiguous range of "
@@ -143,10 +266,11 @@ def _add_encode(sub):
 def cmd_encode(args) -> int:
     """Streaming, resumable, shardable: see text2token/encoding.py."""
     from .distributed import local_device
-    from .encoding import count_rows, encode_file, parse_shard
+    from .encoding import check_output, count_rows, encode_file, parse_shard
     from .model import load
 
     shard = parse_shard(args.shard)
+    check_output(Path(args.input), Path(args.output))  # never the input, never a folder: before the model loads
     rows = count_rows(Path(args.input), args.field)  # a missing, empty or malformed input fails before the model loads
     model = load(args.model, pooling=args.pooling, attention=args.attention, max_length=args.max_length)
     model.model.to(args.device or local_device())
@@ -173,15 +297,18 @@ def _model_key(name: str | None) -> str:
     path = Path(name).expanduser()
     if not path.exists():
         return name
-    stamp = [f for f in (path / "text2token_config.json", path / "config.json", path) if f.exists()][0]
+    from .runfolder import RUN_CONFIG
+
+    stamp = [f for f in (path / RUN_CONFIG, path / "config.json", path) if f.exists()][0]
     return f"{path.resolve()}@{stamp.stat().st_mtime_ns}"
 
 
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="train both stages on the embedded SmolLM2 offline and show what changed")
+    p = sub.add_parser("demo", help="train the default recipe briefly on the embedded SmolLM2 offline and show what changed")
     p.add_argument("--output", default="runs/demo", help="run folder (default: runs/demo)")
-    p.add_argument("--steps", type=int, default=None, help="stage-1 steps (default from the demo recipe)")
-    p.add_argument("--stage2-steps", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help="stage-1 steps (default from the demo recipe)")
+    p.add_argument("--stage2-steps", type=positive_int, default=None,
+                   help="stage-2 steps (default from the demo recipe)")
     p.add_argument("--data-dir", default=None, help="folder of ../shared/data (corpus/ and evalsuite/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo run (default: reuse it)")
     p.set_defaults(func=cmd_demo)
@@ -195,7 +322,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text2token", description=__doc__.splitlines()[0])
+    parser = Parser(prog="text2token", description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", "-v", action="store_true", help="show library log messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
@@ -214,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already told in one line (2)
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("text2token").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

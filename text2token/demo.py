@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from .errors import DataError
+from .runfolder import RunFolder
 
 EXAMPLES = [
     "Macroeconomists study aggregate measures of the economy, such as inflation and unemployment.",
@@ -134,15 +135,9 @@ def score(model: str, pooling: str | None, eval_dir: Path, cache: Path, tasks, p
 
 def losses(run: Path) -> dict[str, list[tuple[int, float]]]:
     """Training loss per logged step of each stage (from ``RUN/stageN/log.jsonl``)."""
-    from .stages import STAGE_DIRS
+    from .runfolder import STAGE_DIRS, RunFolder
 
-    out = {}
-    for stage, folder in STAGE_DIRS.items():
-        path = run / folder / "log.jsonl"
-        if path.is_file():
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            out[f"{folder} ({stage})"] = [(r["step"], float(r["loss"])) for r in rows if "loss" in r]
-    return out
+    return RunFolder(run).read_losses(list(STAGE_DIRS))
 
 
 def plot(table: dict[str, dict[str, float]], curves: dict[str, list[tuple[int, float]]], path: Path) -> Path:
@@ -230,7 +225,7 @@ def run_demo(output: str = "runs/demo", steps: int | None = None, stage2_steps: 
             table[same] = score(name, config.pooling, eval_dir, cache, tasks, config.precision)
             if config.pooling != "mean":
                 table["untrained, mean pooling"] = score(name, "mean", eval_dir, cache, tasks, config.precision)
-        if (out / "text2token_config.json").is_file() and not overwrite:
+        if RunFolder(out).is_finished() and not overwrite:
             print(f"reusing the finished demo run in {out} (pass --overwrite to train again)")
             run = out
         else:

@@ -22,6 +22,11 @@ error naming it, found by a first pass before anything is encoded.
   as one process writes. The shard that completes the last rows renames the file to
   ``OUTPUT`` and removes the progress files; until then ``OUTPUT`` is not touched. Shards must
   see the same filesystem (one machine, or a shared disk).
+* One writer per shard: ``OUTPUT.shard-<i>-of-<n>.lock`` names the process (pid, host) and the
+  settings digest while it works. A second encode of the same shard, or one with other settings or
+  another shard count while the first is alive, refuses with one line instead of racing it; a lock
+  left by a killed process is taken over with a warning.
+* The output is never the input file, nor a folder (refused before any row is encoded).
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, DiskFullError
-from .files import atomic_write_text, free_space, is_disk_full
+from .errors import DataError, DiskFullError, LockedError
+from .files import WriterLock, atomic_write_text, free_space, holder_alive, is_disk_full, read_lock
 
 log = logging.getLogger(__name__)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -154,10 +159,40 @@ class _Files:
         return sorted(self.output.parent.glob(pattern))
 
     def stale(self) -> list[Path]:
-        """Partial outputs and progress files of earlier attempts with other settings."""
+        """Partial outputs and progress files of earlier attempts with other settings (never those of
+        settings a live encode is working on)."""
         names = list(self.output.parent.glob(f"{glob.escape(self.output.name)}.*.partial"))
         names += self.all_progress()
-        return [p for p in names if f".{self.digest}." not in p.name]
+        live = {holder.get("digest") for holder in self.live_writers()}
+        return [p for p in names if f".{self.digest}." not in p.name
+                and not any(d and f".{d}." in p.name for d in live)]
+
+    def lock(self, shard: int, num_shards: int) -> WriterLock:
+        """One writer per shard of this output (pid and host in the lock file)."""
+        path = self.output.with_name(f"{self.output.name}.shard-{shard:05d}-of-{num_shards:05d}.lock")
+        return WriterLock(path, f"{self.output} (shard {shard}/{num_shards})", "written",
+                          info={"digest": self.digest, "shard": [shard, num_shards]})
+
+    def live_writers(self, mine: Path | None = None) -> list[dict]:
+        """What the other live encodes into this output hold: ``{"digest", "shard", "pid", ...}``."""
+        out = []
+        for path in self.output.parent.glob(f"{glob.escape(self.output.name)}.shard-*-of-*.lock"):
+            if mine is not None and path == mine:
+                continue
+            holder = read_lock(path)
+            if holder and holder_alive(holder):
+                out.append({**holder, "lock": str(path)})
+        return out
+
+    def check_no_rival(self, lock: WriterLock, num_shards: int) -> None:
+        """Refuse while another live encode writes this output with other settings or another shard count."""
+        from .files import describe_holder
+
+        for holder in self.live_writers(mine=lock.path):
+            shard = holder.get("shard") or [None, None]
+            if holder.get("digest") != self.digest or shard[1] != num_shards:
+                raise LockedError(f"{self.output} is being written by another encode with other settings "
+                                  f"({describe_holder(holder)}): wait for it to finish or choose another --output")
 
     def read_progress(self, path: Path) -> dict | None:
         try:
@@ -168,6 +203,22 @@ class _Files:
 
     def write_progress(self, path: Path, start: int, stop: int, done: int) -> None:
         atomic_write_text(path, json.dumps({"settings": self.settings, "start": start, "stop": stop, "done": done}))
+
+
+def check_output(input_path, output) -> None:
+    """Refuse an output that is the input file, or a folder (before any model is loaded or row encoded)."""
+    input_path, output = Path(input_path), Path(output)
+    if output.is_dir():
+        raise DataError(f"--output {output} is a folder: give a file name, for example {output / 'embeddings.npy'}")
+    same = output.exists() and input_path.exists() and os.path.samefile(output, input_path)
+    if same or output.absolute() == input_path.absolute():
+        raise DataError(f"--output {output} is the input file: writing the embeddings there would destroy the "
+                        "texts; choose another --output")
+    parent = output.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"--output {output}: {parent} is a file, not a folder")
 
 
 def _create_partial(path: Path, rows: int, dim: int) -> None:
@@ -217,11 +268,10 @@ def encode_file(model, input_path, output, field: str = "text", batch_size: int 
     ``shard`` is ``(i, n)``; by default the launcher's rank and world size, else ``(0, 1)``.
     ``rows``: the input's row count when the caller has already checked it with :func:`count_rows`.
     """
-    from tqdm.auto import tqdm
-
     input_path, output = Path(input_path), Path(output)
     if chunk_size < 1 or batch_size < 1:
         raise DataError(f"chunk size and batch size must be at least 1, got {chunk_size} and {batch_size}")
+    check_output(input_path, output)
     rows = count_rows(input_path, field) if rows is None else rows
     dim = model.embedding_dim
     i, n = shard or launcher_shard()
@@ -234,6 +284,16 @@ def encode_file(model, input_path, output, field: str = "text", batch_size: int 
                 "precision": getattr(model, "precision", "fp32")}  # a resume never mixes fp32 and bf16 rows
     output.parent.mkdir(parents=True, exist_ok=True)
     files = _Files(output, settings)
+    with files.lock(i, n) as lock:  # a second encode of this shard refuses instead of racing this one
+        files.check_no_rival(lock, n)
+        return _encode_shard(model, input_path, output, files, field, rows, dim, i, n, start, stop, batch_size,
+                             normalize, chunk_size, restart, show_progress)
+
+
+def _encode_shard(model, input_path, output, files, field, rows, dim, i, n, start, stop, batch_size, normalize,
+                  chunk_size, restart, show_progress) -> EncodeResult:
+    from tqdm.auto import tqdm
+
     progress = files.progress(i, n)
     stale = files.stale()
     if stale:

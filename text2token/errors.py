@@ -31,3 +31,7 @@ class NonFiniteError(Text2TokenError, FloatingPointError):
 
 class DiskFullError(Text2TokenError, OSError):
     """The disk (or quota) filled up while saving; what was there before is kept."""
+
+
+class LockedError(Text2TokenError):
+    """Another live process is writing the same run folder or output file."""

@@ -53,7 +53,8 @@ import numpy as np
 from .errors import BackboneError, ConfigError, RunFolderError
 from .files import atomic_path
 from .backbone import DEFAULT_BACKBONE
-from .model import RUN_CONFIG, Text2TokenModel, causal_lm, read_run_config
+from .model import Text2TokenModel, causal_lm
+from .runfolder import RunFolder, local_path
 from .pooling import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def export(model_or_path, out_dir, *, normalize: bool = False, overwrite: bool =
     embeddings match text2token's on probe texts (cosine >= 0.9999). Returns ``out_dir``.
     """
     model, run, info = _open(model_or_path)
-    out = _check_out_dir(Path(out_dir).expanduser(), overwrite, [run, _local_path(model.backbone)])
+    out = _check_out_dir(Path(out_dir).expanduser(), overwrite, [run, local_path(model.backbone)])
     results = _eval_results(eval_results, run)
     with atomic_path(out, directory=True) as tmp:
         _save_backbone(model, tmp)
@@ -147,31 +148,14 @@ def cmd_export(args) -> int:
 def _open(model_or_path):
     """``(model, run folder or None, run config or None)``, with the run folder checked first."""
     if isinstance(model_or_path, Text2TokenModel):
-        run = Path(model_or_path.name)
-        run = run if (run / RUN_CONFIG).is_file() else None
-        return model_or_path, run, read_run_config(run) if run else None
-    run = Path(model_or_path).expanduser()
-    if not run.is_dir():
-        raise RunFolderError(f"run folder {run} does not exist" if not run.exists() else f"{run} is not a folder")
-    if not (run / RUN_CONFIG).is_file():
-        if (run / "train_config.json").is_file():
-            raise RunFolderError(f"{run} has no {RUN_CONFIG}: training did not finish; resume it with "
-                                 f"`text2token train --resume {run}`, then export")
-        raise RunFolderError(f"{run} is not a text2token run folder: it has no {RUN_CONFIG}")
-    info = read_run_config(run)
-    model_info = info.get("model") if isinstance(info, dict) else None
-    missing = [k for k in ("backbone", "pooling", "attention", "max_length") if k not in (model_info or {})]
-    if missing:
-        raise RunFolderError(f"{run / RUN_CONFIG} is incomplete: no model.{', model.'.join(missing)}")
-    for rel in info.get("adapters", []):
-        if not (run / rel / "adapter_config.json").is_file():
-            raise RunFolderError(f"run folder {run} is incomplete: adapter {run / rel} is missing")
-    return Text2TokenModel.load(str(run)), run, info
+        folder = RunFolder(model_or_path.name)
+        if not folder.is_finished():
+            return model_or_path, None, None
+        return model_or_path, folder.path, folder.read_record()
+    folder = RunFolder(model_or_path)
+    info = folder.check_loadable()
+    return Text2TokenModel.load(str(folder.path)), folder.path, info
 
-
-def _local_path(name) -> Path | None:
-    path = Path(str(name)).expanduser() if name else None
-    return path if path is not None and path.exists() else None
 
 
 def _check_out_dir(out: Path, overwrite: bool, protected: list) -> Path:

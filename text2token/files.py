@@ -142,3 +142,211 @@ def atomic_torch_save(path: Path, payload) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+# ------------------------------------------------------------------ content checksums
+def sha256_file(path: Path, block: int = 2**20) -> str:
+    """The sha256 of a file's content, read in blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(block), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ one writer at a time
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell a reused pid from its holder."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()  # field 22 of stat; fields[0] is field 3 (the state)
+    except (OSError, IndexError):
+        return None
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def holder_alive(holder: dict) -> bool:
+    """Whether the process a lock file names still runs (a lock of another host counts as alive)."""
+    import socket
+
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    except OSError:
+        return False
+    if _process_state(pid) in ("Z", "X"):
+        return False
+    started = holder.get("started")
+    return not (started and _process_start(pid) not in (None, started))
+
+
+def describe_holder(holder: dict) -> str:
+    since = holder.get("since")
+    when = ""
+    if isinstance(since, (int, float)):
+        import time
+
+        when = time.strftime(", since %Y-%m-%d %H:%M:%S", time.localtime(since))
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}{when}"
+
+
+def read_lock(path: Path) -> dict | None:
+    """The holder a lock file names (``{"pid", "host", ...}``), ``None`` if there is no lock; an
+    unreadable lock reads as ``{}`` (a dead holder)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class WriterLock:
+    """A lock file naming its holder (pid, host), created atomically: one writer of ``target`` at a time.
+
+    ``acquire`` raises ``error(message)`` (one line naming the holder) while a live process holds it;
+    a lock left by a process that no longer runs is taken over with a warning. ``info`` is stored in
+    the lock for others to read (see :func:`read_lock`). Reentrant within one process.
+    """
+
+    _held: dict[str, "WriterLock"] = {}
+
+    def __init__(self, path: Path, target, what: str = "written", info: dict | None = None, error=None):
+        from .errors import LockedError
+
+        self.path = Path(path)
+        self.target = target
+        self.what = what
+        self.info = dict(info or {})
+        self.error = error or LockedError
+        self.depth = 0
+
+    def _payload(self) -> str:
+        import json
+        import socket
+        import time
+
+        return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _process_start(os.getpid()),
+                           "since": time.time(), **self.info})
+
+    def _create(self) -> bool:
+        """Create the lock file with its whole content at once; False if it exists."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self._payload())
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(name, self.path)  # atomic; fails if the lock exists
+                return True
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links on this filesystem: O_EXCL instead
+                try:
+                    fd2 = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd2, "w", encoding="utf-8") as f:
+                    f.write(Path(name).read_text(encoding="utf-8"))
+                return True
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def acquire(self) -> "WriterLock":
+        import logging
+
+        key = str(self.path.absolute())
+        mine = WriterLock._held.get(key)
+        if mine is not None and mine is not self:
+            raise self.error(f"{self.target} is already being {self.what} by this process ({self.path})")
+        if self.depth:
+            self.depth += 1
+            return self
+        for _ in range(5):
+            try:
+                created = self._create()
+            except OSError as exc:
+                raise self.error(f"cannot write the lock file {self.path} ({exc.strerror or exc}): "
+                                 f"{self.target} cannot be {self.what} there") from exc
+            if created:
+                self.depth = 1
+                WriterLock._held[key] = self
+                return self
+            holder = read_lock(self.path)
+            if holder is None:
+                continue  # released meanwhile
+            if holder_alive(holder):
+                raise self._refusal(holder)
+            logging.getLogger("text2token").warning(
+                "taking over the lock %s of a process that no longer runs (%s)", self.path, describe_holder(holder))
+            self._remove_stale(holder)
+        raise self.error(f"cannot take the lock {self.path}: other processes keep taking it")
+
+    def _refusal(self, holder: dict) -> Exception:
+        return self.error(f"{self.target} is being {self.what} by another process ({describe_holder(holder)}): "
+                          f"wait for it to finish, or delete {self.path} if that process is gone")
+
+    def refuse_if_held(self) -> None:
+        """Raise the one-line error now if another live process holds the lock (acquires nothing)."""
+        if self.depth or str(self.path.absolute()) in WriterLock._held:
+            if WriterLock._held.get(str(self.path.absolute())) is self:
+                return
+            raise self.error(f"{self.target} is already being {self.what} by this process ({self.path})")
+        holder = read_lock(self.path)
+        if holder and holder_alive(holder):
+            raise self._refusal(holder)
+
+    def _remove_stale(self, holder: dict) -> None:
+        aside = self.path.with_name(f".{self.path.name}.stale-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
+        if read_lock(aside) != holder:  # a live process took it meanwhile: give it back
+            try:
+                os.link(aside, self.path)
+            except OSError:
+                pass
+        aside.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if not self.depth:
+            return
+        self.depth -= 1
+        if self.depth:
+            return
+        WriterLock._held.pop(str(self.path.absolute()), None)
+        holder = read_lock(self.path)
+        if holder and holder.get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False

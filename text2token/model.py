@@ -8,7 +8,6 @@ trained models share one code path.
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import torch
 from .backbone import DEFAULT_BACKBONE, load_backbone, set_attention
 from .errors import RunFolderError
 from .pooling import PROMPT_EOL, TextEncoder, check_pooling, pool
-
-RUN_CONFIG = "text2token_config.json"
+from .runfolder import ADAPTER_CONFIG, RUN_CONFIG, RunFolder, read_run_config  # noqa: F401 (kept importable here)
 
 
 def causal_lm(model):
@@ -98,9 +96,9 @@ class Text2TokenModel:
         hardware runs it fast).
         """
         path = Path(name_or_path) if name_or_path else None
-        if path is not None and (path / RUN_CONFIG).is_file():
+        if path is not None and RunFolder(path).is_finished():
             return _load_run(cls, path, pooling, attention, max_length, dtype, precision)
-        if path is not None and (path / "train_config.json").is_file():
+        if path is not None and RunFolder(path).is_started():
             raise RunFolderError(f"{path} is a run folder without {RUN_CONFIG}: training did not finish; "
                                  "resume it with `text2token train --resume`")
         attention = attention or "causal"
@@ -197,20 +195,12 @@ class Text2TokenModel:
         return [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
 
 
-def read_run_config(path: Path) -> dict:
-    file = Path(path) / RUN_CONFIG
-    try:
-        return json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"cannot read {file}: {exc}") from exc
-
-
 def apply_adapters(model, adapters: list[Path]):
     """Apply saved LoRA adapters in order, merging each into the weights (stage 1, then 2)."""
     from peft import PeftModel
 
     for adapter in adapters:
-        if not (adapter / "adapter_config.json").is_file():
+        if not (adapter / ADAPTER_CONFIG).is_file():
             raise RunFolderError(f"adapter folder {adapter} is incomplete (no adapter_config.json)")
         with quiet_peft():
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -227,16 +217,8 @@ def quiet_peft():
 
 
 def _load_run(cls, path: Path, pooling, attention, max_length, dtype, precision="fp32"):
-    info = read_run_config(path)
-    model_info = info["model"]
-    attention = attention or model_info["attention"]
-    model, tokenizer, _ = load_backbone(model_info["backbone"], attention=attention, dtype=dtype)
-    adapters = [path / rel for rel in info.get("adapters", [])]
-    model = apply_adapters(model, adapters)
-    model.eval()
-    return cls(model, tokenizer, pooling=pooling or model_info["pooling"], attention=attention,
-               max_length=max_length or model_info["max_length"], prompt=model_info.get("prompt", PROMPT_EOL),
-               name=str(path), backbone=model_info["backbone"], precision=precision)
+    """A run folder as ``cls`` (see :meth:`text2token.runfolder.RunFolder.load`)."""
+    return RunFolder(path).load(cls, pooling, attention, max_length, dtype, precision)
 
 
 def load(name_or_path: str | None = None, **kwargs) -> Text2TokenModel:

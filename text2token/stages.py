@@ -1,20 +1,9 @@
 """The two stages, chained: stage 1 (data-driven targets) → merge → stage 2 (model-derived
 targets, teacher = the merged stage-1 model) with a fresh adapter.
 
-Run folder::
-
-    RUN/train_config.json        the TrainConfig (what --resume reads)
-    RUN/stage1/checkpoints/      Trainer checkpoints (adapter only, optimizer, RNG state)
-    RUN/stage1/adapter/          the finished stage-1 adapter
-    RUN/stage1/log.jsonl         loss, learning rate, grad norm per logging step
-    RUN/stage1/summary.json      the finished stage's texts, steps, losses, seconds (kept across a resume)
-    RUN/stage2/targets.pt        background and sparse teacher targets (computed once)
-    RUN/stage2/...               as stage 1
-    RUN/text2token_config.json   written last: backbone, pooling, attention, adapters, hyper-parameters
-
-With ``objective: simcse`` (the LLM2Vec-style baseline, :mod:`text2token.contrastive`) the run has one
-stage, ``simcse``, in ``RUN/simcse/`` (checkpoints, adapter, log.jsonl as above, no targets); the rest
-of the folder is the same, so ``text2token.load`` opens it unchanged.
+The run folder's layout and files belong to :mod:`text2token.runfolder` (:class:`RunFolder`); with
+``objective: simcse`` (the LLM2Vec-style baseline, :mod:`text2token.contrastive`) the run has one
+stage, ``simcse``, and ``text2token.load`` opens it unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +12,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -31,12 +19,15 @@ import numpy as np
 import torch
 
 from . import distributed as dist
-from .backbone import DEFAULT_BACKBONE, load_backbone
+from .backbone import load_backbone
+from .lora import lora_targets
 from .config import TrainConfig
 from .data import read_corpus
 from .errors import DataError, RunFolderError
-from .files import atomic_path, atomic_torch_save, atomic_write_text
-from .model import RUN_CONFIG, Text2TokenModel, apply_adapters
+from .files import atomic_torch_save
+from .model import Text2TokenModel, apply_adapters
+from .runfolder import (FORMAT_VERSION, RUN_CONFIG, STAGE_DIRS, STAGE_SUMMARY, TRAIN_CONFIG, RunFolder,  # noqa: F401
+                        backbone_reference, read_train_config)
 from .targets import DataDrivenTargets, background_distribution, teacher_targets
 from .objective import head_directions
 from .precision import resolve as resolve_precision
@@ -44,60 +35,23 @@ from .targets.model_derived import mean_teacher_logits
 from .training import train_stage
 
 log = logging.getLogger(__name__)
-TRAIN_CONFIG = "train_config.json"
-STAGE_SUMMARY = "summary.json"  # RUN/stageN/summary.json: a finished stage's texts, steps, losses, timings
-STAGE_DIRS = {"data": "stage1", "model": "stage2", "simcse": "simcse"}
-FORMAT_VERSION = 1
+# FORMAT_VERSION, RUN_CONFIG, STAGE_DIRS, STAGE_SUMMARY, TRAIN_CONFIG and read_train_config stay importable
+# from here (bench/ and older code do); they belong to text2token.runfolder
 
 
 def save_adapter(peft_model, folder: Path) -> None:
     """Save an adapter to a temporary folder, then rename: never a half-written adapter."""
+    from .files import atomic_path
+
     with atomic_path(folder, directory=True) as tmp:
         peft_model.save_pretrained(str(tmp))
 
 
-def read_train_config(run: Path) -> dict:
-    """The saved TrainConfig of a run folder, as a dict (a damaged file is one clear error)."""
-    try:
-        values = json.loads((run / TRAIN_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"cannot read {run / TRAIN_CONFIG}: {exc}") from exc
-    if not isinstance(values, dict):
-        raise RunFolderError(f"{run / TRAIN_CONFIG} does not hold a configuration")
-    return values
-
-
 def prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool, check_only: bool = False) -> Path:
-    """The run folder: checked (resume: it holds a run; else: it is new, empty, or --overwrite), then made.
-
-    ``check_only``: raise what would be refused, but create and delete nothing (a fresh run checks
-    first, loads the backbone and builds stage-1 targets, and only then makes the folder, so that a
-    bad model or corpus leaves no half-started run behind).
-    """
+    """The run folder, checked and made (see :meth:`text2token.runfolder.RunFolder.prepare`)."""
     if not config.output:
         raise RunFolderError("no output folder: pass --output RUN_DIR")
-    run = Path(config.output).expanduser()
-    saved = run / TRAIN_CONFIG
-    if run.exists() and not run.is_dir():
-        raise RunFolderError(f"{run} is a file, not a run folder: choose another --output")
-    if resume:
-        if not saved.is_file():
-            raise RunFolderError(f"cannot resume {run}: it holds no {TRAIN_CONFIG}")
-        return run
-    if run.exists() and any(run.iterdir()):
-        if saved.is_file() and read_train_config(run) == config.to_dict() and not overwrite:
-            raise RunFolderError(f"{run} already holds this run: continue it with `text2token train --resume {run}` "
-                                 "or start again with --overwrite")
-        if not overwrite:
-            raise RunFolderError(f"{run} already exists and is not empty: choose another --output or pass --overwrite")
-        if check_only:
-            return run
-        shutil.rmtree(run)
-    if check_only:
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(config.to_dict(), indent=2))
-    return run
+    return RunFolder(config.output).prepare(config, resume=resume, overwrite=overwrite, check_only=check_only)
 
 
 def corpus_split(config: TrainConfig, world_size: int = 1):
@@ -277,49 +231,69 @@ def _digest(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def _backbone_reference(name: str | None) -> str:
-    """What a later ``load`` needs: local paths made absolute, hub ids and the default as given."""
-    if name is None:
-        return DEFAULT_BACKBONE
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.exists() else name
+_backbone_reference = backbone_reference  # kept for older imports
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    """Run the configured stages; return the run folder, loadable with ``text2token.load``."""
+    """Run the configured stages; return the run folder, loadable with ``text2token.load``.
+
+    One process writes a run folder at a time: it holds the folder's lock (see
+    :meth:`RunFolder.lock`) from the moment the folder is made or resumed until training returns."""
     started = time.time()
     # under `accelerate launch`/torchrun: the main process decides and writes, see text2token/distributed.py
     dist.start()
     dist.quiet_other_ranks()
+    if not config.output:
+        raise RunFolderError("no output folder: pass --output RUN_DIR")
+    folder = RunFolder(config.output)
+    lock = folder.lock()
     if resume:
         run = dist.on_main(prepare_run_dir, config, resume=True, overwrite=False)
-        saved = dist.on_main(read_train_config, run)
-        config = TrainConfig.from_dict(saved, source=str(run / TRAIN_CONFIG))
-        finished = [run / RUN_CONFIG] + [run / STAGE_DIRS[s] / "adapter" / "adapter_config.json" for s in config.stages]
-        if dist.on_main(lambda: all(path.is_file() for path in finished)):  # its record stays as it is
-            log.warning("%s already finished training: nothing to resume", run)
+        dist.on_main(_acquire, lock)
+    try:
+        return _train(config, folder, lock, resume, overwrite, started)
+    finally:
+        if dist.is_main():  # no collective here: this may run on one failing rank alone
+            lock.release()
+
+
+def _acquire(lock) -> None:
+    lock.acquire()
+
+
+def _train(config: TrainConfig, folder: RunFolder, lock, resume: bool, overwrite: bool, started: float) -> Path:
+    run = folder.path
+    if resume:
+        saved = dist.on_main(folder.read_train_config)
+        config = TrainConfig.from_dict(saved, source=str(folder.train_config_file))
+        if dist.on_main(lambda: folder.is_finished() and all(folder.stage_finished(s) for s in config.stages)):
+            log.warning("%s already finished training: nothing to resume", run)  # its record stays as it is
             return run
+    # what a later load needs, taken now: a relative local backbone path holds from any folder
+    backbone = backbone_reference(config.model)
     world_size = dist.world_size()
     corpus, stats = corpus_split(config, world_size)  # bad data fails before any folder is made
     dist.check_same_everywhere((len(corpus["all"]), _digest(corpus["all"])), "corpus")
     if not resume:  # refuse a taken folder now, but make it only once backbone and targets are known good
+        dist.on_main(folder.check_not_locked)
         dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite, check_only=True)
     model, tokenizer, source = load_backbone(config.model, attention=config.attention, dtype=getattr(torch, config.dtype))
+    lora_targets(model, config.lora_target_modules)  # an unknown module name fails here, before the folder is made
     stage1 = (None if resume or "data" not in config.stages
               else build_stage1_targets(tokenizer, corpus["data"], config, model))
     if not resume:
+        dist.on_main(_acquire, lock)  # then checked again: another process may have taken the folder meanwhile
         run = dist.on_main(prepare_run_dir, config, resume=False, overwrite=overwrite)
     summary = {"corpus": {**stats.__dict__, "problems": stats.problems}, "stages": {}}
     adapters = []
     for stage in config.stages:
-        stage_dir = run / STAGE_DIRS[stage]
-        adapter_dir = stage_dir / "adapter"
-        if dist.on_main(lambda: adapter_dir.is_dir() and (adapter_dir / "adapter_config.json").is_file()):
+        stage_dir = folder.stage_dir(stage)
+        adapter_dir = folder.adapter_dir(stage)
+        if dist.on_main(folder.stage_finished, stage):
             log.info("%s: finished adapter found, skipping", stage_dir.name)
             model = apply_adapters(model, [adapter_dir])
             adapters.append(str(adapter_dir.relative_to(run)))
-            done = dist.on_main(lambda: json.loads((stage_dir / STAGE_SUMMARY).read_text())
-                                if (stage_dir / STAGE_SUMMARY).is_file() else None)
+            done = dist.on_main(folder.read_stage_summary, stage)
             if done is not None:  # the finished stage's numbers, kept across a resume
                 summary["stages"][stage] = done
             continue
@@ -339,7 +313,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                                       config.prompt, name="teacher")
             sample = corpus["all"] if config.background_samples is None else corpus["all"][: config.background_samples]
             texts = corpus["model"]
-            targets, _ = build_stage2_targets(teacher, texts, sample, config, stage_dir / "targets.pt")
+            targets, _ = build_stage2_targets(teacher, texts, sample, config, folder.targets_file(stage))
             info["background_texts"] = len(sample)
         if stage != "simcse" and config.contrastive_weight > 0:  # the joint objective's two dropout views
             from .contrastive import prepare_dropout
@@ -348,18 +322,18 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         for p in model.parameters():
             p.requires_grad_(False)
         peft_model, trainer = train_stage(model, tokenizer, texts, targets, config, stage, stage_dir, resume=resume)
-        dist.on_main(save_adapter, peft_model, adapter_dir)
+        dist.on_main(folder.save_adapter, peft_model, stage)
         model = peft_model.merge_and_unload()
         adapters.append(str(adapter_dir.relative_to(run)))
         losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
         info.update(texts=len(texts), steps=trainer.state.global_step, seconds=round(time.time() - stage_started, 1),
                     first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
         summary["stages"][stage] = info
-        dist.on_main(atomic_write_text, stage_dir / STAGE_SUMMARY, json.dumps(info, indent=2))
+        dist.on_main(folder.write_stage_summary, stage, info)
     record = {
         "format_version": FORMAT_VERSION,
         "objective": config.objective,
-        "model": {"backbone": _backbone_reference(config.model), "pooling": config.pooling,
+        "model": {"backbone": backbone, "pooling": config.pooling,
                   "attention": config.attention, "max_length": config.max_length, "prompt": config.prompt},
         "adapters": adapters,
         "stages": config.stages,
@@ -367,6 +341,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         "training": {**summary, "precision": resolve_precision(config.precision),
                      "seconds": round(time.time() - started, 1)},
     }
-    dist.on_main(atomic_write_text, run / RUN_CONFIG, json.dumps(record, indent=2))
+    dist.on_main(folder.write_record, record, config.stages)
     log.info("run saved to %s", run)
     return run

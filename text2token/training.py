@@ -22,16 +22,17 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .errors import DiskFullError, NonFiniteError, RunFolderError
-from .files import atomic_write_text, free_space, fsync_tree, is_disk_full
+from .files import free_space, is_disk_full
 from .model import embed, quiet_peft, vocab_logits
 from .objective import head_directions, joint_loss, kl_loss, pad_targets
 from .pooling import TextEncoder
 from .precision import resolve as resolve_precision
 
-ADAPTER_FILE = "adapter_model.safetensors"
-# written last into a checkpoint, once all its files are on disk: their sizes. A checkpoint folder
-# without it (killed or out of disk space while saving) is never resumed from, and is removed.
-COMPLETE_FILE = "text2token_complete.json"
+# the checkpoint format (completion marker, sizes and checksums) belongs to text2token.runfolder;
+# these names stay importable from here
+from .runfolder import (ADAPTER_FILE, CHECKPOINTS, COMPLETE_FILE, STAGE_LOG, _checkpoints, complete_checkpoints,  # noqa: F401
+                        is_complete, kept_checkpoint_note, last_checkpoint, last_verified_checkpoint,
+                        mark_complete, remove_incomplete_checkpoints, remove_old_checkpoints)
 
 
 class TargetDataset(torch.utils.data.Dataset):
@@ -301,7 +302,7 @@ class FoldedDropoutLinear(nn.Linear):
     peft computes ``lora_B(lora_A(dropout(x)))``. On a CPU, autograd then keeps, for every adapted
     layer, the dropout's noise (a float tensor the size of the layer's input) and the dropped-out copy
     of the input that ``lora_A`` multiplies: with LoRA on all linear layers of SmolLM2 that is over half
-    of what a training step keeps for backward (README "Performance"). Folded, it keeps ``x`` (the
+    of what a training step keeps for backward (docs/performance.md). Folded, it keeps ``x`` (the
     same tensor for the q, k, v adapters, and for gate and up) and the mask as bytes, and rebuilds the
     dropped-out input in backward: the same random numbers, operations and results, less memory.
     Elsewhere (a GPU's fused dropout draws its masks differently) it runs peft's way.
@@ -350,7 +351,11 @@ def add_lora(model, config):
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=lora_targets(model, config.lora_target_modules), bias="none")
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     with quiet_peft():
         peft_model = get_peft_model(model, lora)
@@ -406,13 +411,13 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
         objective = TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
                                          config.simcse_temperature, head_directions(model, config.head_filter))
         dataset, collator = TargetDataset(texts, targets), Collator(encoder)
-    args = training_arguments(config, stage, stage_dir / "checkpoints")
+    args = training_arguments(config, stage, stage_dir / CHECKPOINTS)
     trainer = StageTrainer(
         model=objective,
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[FiniteGradients(objective), JsonlLog(stage_dir / "log.jsonl", stage)],
+        callbacks=[FiniteGradients(objective), JsonlLog(stage_dir / STAGE_LOG, stage)],
     )
     from transformers.trainer_callback import ProgressCallback
 
@@ -421,77 +426,9 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
     if config.group_by_length:
         trainer.lengths = [len(ids) for ids in encoder.token_ids(texts)]
     checkpoint = None
-    if resume:
-        checkpoint = last_checkpoint(stage_dir / "checkpoints")
+    if resume:  # the newest checkpoint whose files match their checksums; damaged and partial ones go
+        checkpoint = last_verified_checkpoint(stage_dir / CHECKPOINTS, remove_damaged=trainer.args.should_save)
         if trainer.args.should_save:
-            remove_incomplete_checkpoints(stage_dir / "checkpoints")
+            remove_incomplete_checkpoints(stage_dir / CHECKPOINTS)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return peft_model, trainer
-
-
-def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every ``checkpoint-N`` folder, complete or not, oldest first."""
-    found = []
-    for path in Path(folder).glob("checkpoint-*") if Path(folder).is_dir() else []:
-        try:
-            found.append((int(path.name.split("-", 1)[1]), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def mark_complete(folder: Path, step: int) -> None:
-    """Flush a checkpoint's files to disk, then write :data:`COMPLETE_FILE` (atomically) listing them."""
-    sizes = fsync_tree(folder)
-    missing = [name for name in (ADAPTER_FILE, "trainer_state.json") if name not in sizes]
-    if missing:
-        raise RunFolderError(f"checkpoint {folder} lacks {', '.join(missing)} after saving")
-    atomic_write_text(folder / COMPLETE_FILE, json.dumps({"step": step, "files": sizes}, indent=1))
-
-
-def is_complete(folder: Path) -> bool:
-    """Whether a checkpoint folder was completely written: its marker, and every file it lists at its size."""
-    try:
-        record = json.loads((Path(folder) / COMPLETE_FILE).read_text(encoding="utf-8"))
-        files = record["files"]
-        return (ADAPTER_FILE in files and "trainer_state.json" in files
-                and all((Path(folder) / name).stat().st_size == size for name, size in files.items()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def complete_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every complete checkpoint (see :func:`is_complete`), oldest first."""
-    return [(step, path) for step, path in _checkpoints(folder) if is_complete(path)]
-
-
-def last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (see :func:`is_complete`), if any; partial ones are ignored."""
-    done = complete_checkpoints(folder)
-    return done[-1][1] if done else None
-
-
-def remove_incomplete_checkpoints(folder: Path) -> None:
-    """Delete checkpoint folders a crash or a full disk left half-written (main process only)."""
-    for _, path in _checkpoints(folder):
-        if not is_complete(path):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def remove_old_checkpoints(folder: Path, keep: int | None) -> None:
-    """Keep the ``keep`` newest complete checkpoints (``None``/0: all); the marker goes first."""
-    if not keep or keep <= 0:
-        return
-    done = [path for _, path in _checkpoints(folder) if is_complete(path)]
-    for path in done[:-keep]:
-        (path / COMPLETE_FILE).unlink(missing_ok=True)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def kept_checkpoint_note(folder) -> str:
-    """One sentence for error messages: which checkpoint a resume would start from."""
-    checkpoint = last_checkpoint(Path(folder))
-    run = Path(folder).parent.parent
-    if checkpoint is None:
-        return f"No checkpoint of this stage is complete yet; `text2token train --resume {run}` restarts it."
-    return f"The last complete checkpoint, {checkpoint}, is kept: continue with `text2token train --resume {run}`."

@@ -11,11 +11,11 @@ SmolLM2. Errors are :class:`text2token.errors.Text2TokenError` subclasses, print
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ..evaluation.cli import _positive
+from ..cli import add_model_flags, number_flag, positive_int
+from ..config import Range
 
 DEFAULT_MODEL_NAMES = ("default", "-")
 
@@ -24,20 +24,7 @@ def _model_name(name: str) -> str | None:
     return None if name in DEFAULT_MODEL_NAMES and not Path(name).exists() else name
 
 
-def _alpha(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
-
-
-def _model_options(p) -> None:
-    p.add_argument("--pooling", choices=("mean", "last"), help="override the model's pooling")
-    p.add_argument("--attention", choices=("causal", "bidirectional"), help="override the model's attention")
-    p.add_argument("--max-length", type=_positive, metavar="N", help="override the model's max tokens per text")
+_alpha = number_flag(float, Range(0.0, 1.0))
 
 
 def add_analysis_parsers(sub) -> None:
@@ -50,9 +37,9 @@ def add_analysis_parsers(sub) -> None:
                     "otherwise 'derived'.")
     p.add_argument("model", metavar="MODEL", help="run folder, base LM (hub id, folder, .gguf) or 'default'")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to inspect")
-    p.add_argument("--top-k", type=_positive, default=20, metavar="K", help="tokens to list (default 20)")
+    p.add_argument("--top-k", type=positive_int, default=20, metavar="K", help="tokens to list (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _model_options(p)
+    add_model_flags(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser(
@@ -64,19 +51,19 @@ def add_analysis_parsers(sub) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help="run folders, base LMs, or 'default'")
     p.add_argument("--data", required=True, metavar="FILE", help="texts: one per line, or JSONL (--data-field)")
     p.add_argument("--data-field", default="text", help="JSONL field holding the text (default: text)")
-    p.add_argument("--sample", type=_positive, default=200, metavar="N", help="texts drawn at random (default 200)")
+    p.add_argument("--sample", type=positive_int, default=200, metavar="N", help="texts drawn at random (default 200)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--output", default="analysis", metavar="DIR", help="output folder (default: analysis)")
-    p.add_argument("--k", type=_positive, nargs="+", default=[1, 5, 10, 20, 50], metavar="K",
+    p.add_argument("--k", type=positive_int, nargs="+", default=[1, 5, 10, 20, 50], metavar="K",
                    help="k values of hit@k (default 1 5 10 20 50)")
-    p.add_argument("--components", type=_positive, default=8, metavar="M",
+    p.add_argument("--components", type=positive_int, default=8, metavar="M",
                    help="principal directions followed by the drift (default 8)")
-    p.add_argument("--drift-k", type=_positive, default=10, metavar="K",
+    p.add_argument("--drift-k", type=positive_int, default=10, metavar="K",
                    help="top-k of the decoded tokens followed along the checkpoints (default 10)")
     p.add_argument("--no-drift", action="store_true", help="skip the checkpoint drift")
-    p.add_argument("--batch-size", type=_positive, default=32, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _model_options(p)
+    add_model_flags(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(
@@ -90,14 +77,15 @@ def add_analysis_parsers(sub) -> None:
     p.add_argument("--task-dir", required=True, metavar="DIR", help="retrieval task folder, e.g. .../evalsuite/SciFact")
     p.add_argument("--alpha", type=_alpha, nargs="+", default=[0.5], metavar="A",
                    help="hybrid weight(s) of the dense score (default 0.5)")
-    p.add_argument("--sparse-k", type=_positive, default=64, metavar="K", help="entries per sparse vector (default 64)")
-    p.add_argument("--max-docs", type=_positive, metavar="N",
+    p.add_argument("--sparse-k", type=positive_int, default=64, metavar="K",
+                   help="entries per sparse vector (default 64)")
+    p.add_argument("--max-docs", type=positive_int, metavar="N",
                    help="cut the corpus to N documents, judged ones kept (eval's --max-samples)")
-    p.add_argument("--max-doc-chars", type=_positive, metavar="N", help="truncate documents to N characters")
-    p.add_argument("--batch-size", type=_positive, default=32, metavar="N")
+    p.add_argument("--max-doc-chars", type=positive_int, metavar="N", help="truncate documents to N characters")
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
     p.add_argument("--output", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _model_options(p)
+    add_model_flags(p)
     p.set_defaults(func=cmd_analyze_retrieval)
 
 

@@ -33,12 +33,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunFolderError
-from ..model import RUN_CONFIG, Text2TokenModel, apply_adapters, read_run_config
-from ..training import complete_checkpoints
+from ..model import Text2TokenModel, apply_adapters
+from ..runfolder import ADAPTER_FILES, RUN_CONFIG, STAGE_DIRS, RunFolder, is_run_folder  # noqa: F401 (re-exported)
 from .errors import AnalysisError
 from .tokens import TextTokens, top_token_ids
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 @dataclass(frozen=True)
@@ -56,13 +54,7 @@ class Checkpoint:
         return f"{self.folder}-{self.step}"
 
 
-def is_run_folder(path) -> bool:
-    return path is not None and (Path(path) / RUN_CONFIG).is_file()
-
-
 def _stage_dirs() -> dict[str, str]:
-    from ..stages import STAGE_DIRS
-
     return dict(STAGE_DIRS)
 
 
@@ -71,38 +63,28 @@ def list_checkpoints(run) -> list[Checkpoint]:
 
     A stage's checkpoint is applied on top of the finished adapters of the stages before it
     (the run's ``adapters`` list). A checkpoint that was not completely written (no completion
-    marker, see ``training.is_complete``) or lacks an adapter file is skipped.
+    marker, see ``runfolder.is_complete``) or lacks an adapter file is skipped.
     """
-    run = Path(run)
-    info = read_run_config(run)
+    folder = RunFolder(run)
+    info = folder.read_record()
     stages = list(info.get("stages") or [])
-    adapters = [run / rel for rel in info.get("adapters", [])]
-    dirs = _stage_dirs()
+    adapters = folder.adapters(info)
     out = []
     for index, stage in enumerate(stages):
-        folder = dirs.get(stage, stage)
-        found = [(step, path) for step, path in complete_checkpoints(run / folder / "checkpoints")
+        name = folder.stage_folder_name(stage)
+        found = [(step, path) for step, path in folder.checkpoints(stage)
                  if all((path / f).is_file() for f in ADAPTER_FILES)]
         prior = tuple(adapters[:index])
         if found and len(prior) < index:
-            raise RunFolderError(f"{run}: the checkpoints of {folder} need the finished adapters of the stages "
+            raise RunFolderError(f"{folder.path}: the checkpoints of {name} need the finished adapters of the stages "
                                  f"before it, but {RUN_CONFIG} lists only {len(adapters)}")
-        out.extend(Checkpoint(stage, folder, step, path, prior) for step, path in sorted(found))
+        out.extend(Checkpoint(stage, name, step, path, prior) for step, path in sorted(found))
     return out
 
 
 def base_of_run(run, pooling=None, attention=None, max_length=None, dtype=None) -> Text2TokenModel:
     """The run's backbone with its pooling, attention, max length and prompt, no adapter."""
-    from ..backbone import load_backbone
-    from ..pooling import PROMPT_EOL
-
-    info = read_run_config(Path(run))["model"]
-    attention = attention or info["attention"]
-    model, tokenizer, _ = load_backbone(info["backbone"], attention=attention, dtype=dtype)
-    model.eval()
-    return Text2TokenModel(model, tokenizer, pooling=pooling or info["pooling"], attention=attention,
-                           max_length=max_length or info["max_length"], prompt=info.get("prompt", PROMPT_EOL),
-                           name=f"{run} (base)", backbone=info["backbone"])
+    return RunFolder(run).load_base(Text2TokenModel, pooling, attention, max_length, dtype, name=f"{run} (base)")
 
 
 def principal_directions(embeddings: np.ndarray, components: int):

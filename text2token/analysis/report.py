@@ -54,28 +54,10 @@ def sample_texts(data, sample: int | None, seed: int = 0, field: str = "text") -
 def read_losses(run) -> dict[str, list[tuple[int, float]]]:
     """Loss by step of each stage of a run, from ``stageN/log.jsonl`` (the last record of a step wins,
     so a resumed run's repeated steps are counted once). Stages without a log are left out."""
-    from ..model import read_run_config
-    from ..stages import STAGE_DIRS
+    from ..runfolder import RunFolder
 
-    run = Path(run)
-    info = read_run_config(run)
-    out = {}
-    for stage in info.get("stages") or []:
-        folder = STAGE_DIRS.get(stage, stage)
-        log = run / folder / "log.jsonl"
-        if not log.is_file():
-            continue
-        by_step: dict[int, float] = {}
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if isinstance(record, dict) and isinstance(record.get("loss"), (int, float)) and "step" in record:
-                by_step[int(record["step"])] = float(record["loss"])
-        if by_step:
-            out[f"{folder} ({stage})"] = sorted(by_step.items())
-    return out
+    folder = RunFolder(run)
+    return folder.read_losses(folder.read_record().get("stages") or [])
 
 
 def _slug(label: str, index: int, used: set[str]) -> str:

@@ -5,7 +5,8 @@
     print(format_table(results))
 
 Scores come from mteb's own task objects and evaluators (see ``tasks``); ``encoder`` holds the
-mteb adapter, ``runner`` the evaluation loop and its score cache, ``cli`` the ``eval`` command.
+mteb adapter, ``runner`` the evaluation loop and its score cache, ``cli`` the ``eval`` command,
+``mteb_results`` the results in mteb's own files, ``published`` published scores as table rows.
 Names are imported lazily, so that ``text2token --help`` does not import mteb.
 """
 
@@ -29,5 +30,8 @@ _EXPORTS = {
     "EvalError": "errors",
     "EvalDataError": "errors",
     "UnknownTaskError": "errors",
+    "write_mteb_results": "mteb_results",
+    "results_model_meta": "mteb_results",
+    "add_published": "published",
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

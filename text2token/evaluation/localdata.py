@@ -12,7 +12,17 @@ Clustering             ``test.jsonl`` (no ``train.jsonl``)              ``text``
 Retrieval              ``corpus.jsonl``, ``queries.jsonl``,             ``id``, ``text`` (``title``);
                        ``qrels.jsonl``                                  ``id``, ``text``;
                                                                         ``qid``, ``did``, ``score``
+Reranking              ``test.jsonl``                                   ``query``, ``positive``,
+                                                                        ``negative`` (lists of texts)
+Summarization          ``test.jsonl``                                   ``text``, ``human_summaries``,
+                                                                        ``machine_summaries`` (lists
+                                                                        of texts), ``relevance``
+                                                                        (a number per machine
+                                                                        summary)
 =====================  ===============================================  ==========================
+
+Reranking is MTEB's reranking layout (each query with its candidate documents, relevant or not);
+summarization is SummEval's (each text with human summaries and scored machine summaries).
 
 An optional ``MANIFEST.json`` in the data folder or its parent says, per task, whether the data is
 exactly MTEB's (``faithful``); it is only reported, never needed.
@@ -23,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +43,14 @@ from .errors import EvalDataError
 DATA_DIR_ENV = "TEXT2TOKEN_DATA_DIR"
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data" / "evalsuite"
 
-TASK_TYPES = ("Classification", "Clustering", "PairClassification", "Retrieval", "STS")
+TASK_TYPES = ("Classification", "Clustering", "PairClassification", "Reranking", "Retrieval", "STS", "Summarization")
 
 _NUMBER = "number"
 _TEXT = "text"
 _LABEL = "label"
 _ID = "id"
+_TEXTS = "texts"
+_NUMBERS = "numbers"
 
 # file -> field -> kind, per task type; a field in _OPTIONAL may be absent.
 _SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
@@ -50,12 +63,16 @@ _SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
         "queries": {"id": _ID, "text": _TEXT},
         "qrels": {"qid": _ID, "did": _ID, "score": _NUMBER},
     },
+    "Reranking": {"test": {"query": _TEXT, "positive": _TEXTS, "negative": _TEXTS}},
+    "Summarization": {"test": {"text": _TEXT, "human_summaries": _TEXTS, "machine_summaries": _TEXTS,
+                               "relevance": _NUMBERS}},
 }
 _OPTIONAL = {("corpus", "title")}
 _LAYOUT_HINT = (
     "expected test.jsonl with {s1, s2, score} (STS), {s1, s2, label} (pair classification), "
     "{text, label} (classification with train.jsonl, clustering without), "
-    "or corpus.jsonl + queries.jsonl + qrels.jsonl (retrieval)"
+    "{query, positive, negative} (reranking), {text, human_summaries, machine_summaries, relevance} "
+    "(summarization), or corpus.jsonl + queries.jsonl + qrels.jsonl (retrieval)"
 )
 
 
@@ -117,7 +134,9 @@ class TaskFolder:
 
     def read(self) -> dict[str, list[dict[str, Any]]]:
         """Every file of the task, checked line by line: ``{"test": [...], "train": [...], ...}``."""
-        return {split: read_jsonl(path, _SCHEMAS[self.type][split], split) for split, path in self.files.items()}
+        check = _ROW_CHECKS.get(self.type)
+        return {split: read_jsonl(path, _SCHEMAS[self.type][split], split, check)
+                for split, path in self.files.items()}
 
 
 def find_task_folder(data_dir: Path | None, name: str) -> TaskFolder | None:
@@ -148,6 +167,10 @@ def detect_type(path: Path) -> str:
         raise EvalDataError(f"{test}: file not found ({_LAYOUT_HINT})")
     lineno, first = _first_row(test)
     keys = set(first)
+    if {"query", "positive", "negative"} <= keys:
+        return "Reranking"
+    if {"text", "human_summaries", "machine_summaries", "relevance"} <= keys:
+        return "Summarization"
     if {"s1", "s2", "score"} <= keys:
         return "STS"
     if {"s1", "s2", "label"} <= keys:
@@ -157,8 +180,10 @@ def detect_type(path: Path) -> str:
     raise EvalDataError(f"{test}:{lineno}: cannot tell the task type from fields {sorted(keys)}; {_LAYOUT_HINT}")
 
 
-def read_jsonl(path: Path, schema: dict[str, str], split: str = "") -> list[dict[str, Any]]:
-    """Rows of a JSONL file, each checked against ``schema``; the first bad line raises EvalDataError."""
+def read_jsonl(path: Path, schema: dict[str, str], split: str = "",
+               check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, each checked against ``schema`` (and by ``check``, which returns what is
+    wrong with a row or None); the first bad line raises EvalDataError."""
     if not path.is_file():
         raise EvalDataError(f"{path}: file not found")
     rows = []
@@ -168,6 +193,9 @@ def read_jsonl(path: Path, schema: dict[str, str], split: str = "") -> list[dict
             if not line.strip():
                 continue
             row = _check_row(path, lineno, _parse_line(path, lineno, line), schema, split)
+            problem = check(row) if check is not None else None
+            if problem:
+                raise EvalDataError(f"{path}:{lineno}: {problem}")
             if split in ("corpus", "queries"):
                 if row["id"] in seen_ids:
                     raise EvalDataError(f"{path}:{lineno}: duplicate id {row['id']!r}")
@@ -217,6 +245,8 @@ _KIND_NAMES = {
     _LABEL: "a string or an integer",
     _ID: "a string or an integer",
     "binary": "0 or 1",
+    _TEXTS: "a list of strings",
+    _NUMBERS: "a list of numbers",
 }
 
 
@@ -227,7 +257,26 @@ def _is_kind(value: Any, kind: str) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "binary":
         return value in (0, 1) and not isinstance(value, float)
+    if kind == _TEXTS:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == _NUMBERS:
+        return isinstance(value, list) and all(_is_kind(v, _NUMBER) for v in value)
     return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _check_summarization_row(row: dict[str, Any]) -> str | None:
+    if not row["human_summaries"]:
+        return "field 'human_summaries' is empty (a text needs at least one human summary)"
+    if not row["machine_summaries"]:
+        return "field 'machine_summaries' is empty (a text needs machine summaries to score)"
+    if len(row["relevance"]) != len(row["machine_summaries"]):
+        return (f"field 'relevance' has {len(row['relevance'])} score(s) for {len(row['machine_summaries'])} "
+                "machine summaries (one per machine summary)")
+    return None
+
+
+# Checks of a whole row beyond its fields' kinds, per task type.
+_ROW_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"Summarization": _check_summarization_row}
 
 
 def _manifest(data_dir: Path) -> dict[str, Any]:

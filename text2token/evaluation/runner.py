@@ -121,6 +121,7 @@ def evaluate(
     task_ids = {spec.name: _task_identity(spec) for spec in specs}
     model_ids = [_model_identity(ref) for ref in refs]
     entries = []
+    descriptions: list[dict[str, Any] | None] = []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(refs) * len(specs), desc="eval", unit="task", disable=not show_progress, file=sys.stderr)
@@ -136,6 +137,7 @@ def evaluate(
                 else:
                     if encoder is None:
                         encoder = _encoder(ref, model_id)
+                        _remember_description(cache, ref, model_id, encoder.model)
                     entry = {"model": _label(ref), "precision": _precision(ref), **_run(encoder, spec, batch_size)}
                     if key:
                         cache.put(key, entry, {"model": model_id, "task": task_ids[spec.name]})
@@ -143,6 +145,7 @@ def evaluate(
                     bar.write(f"{entry['model']} | {spec.name}: {score:.2f} ({seconds:.0f} s)", file=sys.stderr)
                 entries.append(entry)
                 bar.update()
+            descriptions.append(_description(cache, ref, model_id, encoder.model if encoder is not None else None))
             del encoder
             gc.collect()  # free one model before loading the next
 
@@ -150,10 +153,42 @@ def evaluate(
         "format": RESULTS_FORMAT,
         "mteb_version": version("mteb"),
         "data_dir": str(folder.resolve()) if folder else None,
-        "models": [{"label": _label(ref), **(model_id or {})} for ref, model_id in zip(refs, model_ids, strict=True)],
+        "models": [{"label": _label(ref), **(model_id or {}), "description": description}
+                   for ref, model_id, description in zip(refs, model_ids, descriptions, strict=True)],
         "tasks": [spec.info() for spec in specs],
         "results": entries,
     }
+
+
+def _description_key(model_id: dict[str, Any]) -> str:
+    from .mteb_results import DESCRIPTION_VERSION
+
+    return ScoreCache.key(model_id, {"description": DESCRIPTION_VERSION})
+
+
+def _descriptions(cache: ScoreCache) -> ScoreCache:
+    """Model descriptions live in a sub-folder of the score cache, one file per model identity."""
+    return ScoreCache(cache.folder / "models")
+
+
+def _remember_description(cache: ScoreCache | None, ref: Any, model_id: dict[str, Any] | None, model: Any) -> None:
+    """Cache what a loaded model says of itself (dimension, parameters, prompt), for runs served from the cache."""
+    if cache is not None and model_id:
+        from .mteb_results import describe_model
+
+        _descriptions(cache).put(_description_key(model_id), describe_model(ref, model),
+                                 {"model": model_id, "description": True})
+
+
+def _description(cache: ScoreCache | None, ref: Any, model_id: dict[str, Any] | None, model: Any) -> dict[str, Any]:
+    """A model's description for its mteb ModelMeta: from the loaded model, else the cache, else its files."""
+    from .mteb_results import describe_model
+
+    if model is None and cache is not None and model_id:
+        cached = _descriptions(cache).get(_description_key(model_id))
+        if cached is not None:
+            return cached
+    return describe_model(ref, model)
 
 
 def _precision(ref: Any) -> str:
@@ -239,6 +274,7 @@ def _run(encoder: Any, spec: TaskSpec, batch_size: int) -> dict[str, Any]:
         "type": spec.type,
         "main_score": float(task_result.get_score()),
         "main_score_name": spec.main_score,
+        "dataset_revision": task_result.dataset_revision,
         "cut": spec.cut.to_dict(),
         "scores": _jsonable(task_result.scores),
         "evaluation_time": time.monotonic() - start,
@@ -250,9 +286,15 @@ def _jsonable(scores: Any) -> Any:
     return json.loads(json.dumps(scores, default=float))
 
 
+def _silent_tqdm(*args: Any, **kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, **{**kwargs, "disable": True})
+
+
 @contextlib.contextmanager
 def _quiet_mteb() -> Iterator[None]:
-    """Silence mteb's info logs and warnings (e.g. "task superseded") and datasets' progress bars."""
+    """Silence mteb's info logs, warnings (e.g. "task superseded") and progress bars, and datasets' bars."""
     from datasets.utils import logging as ds_logging
 
     logger = logging.getLogger("mteb")
@@ -260,6 +302,13 @@ def _quiet_mteb() -> Iterator[None]:
     bars = ds_logging.is_progress_bar_enabled()
     logger.setLevel(logging.ERROR)
     ds_logging.disable_progress_bar()
+    try:  # the summarization evaluator's bar has no switch of its own
+        from mteb._evaluators.text import summarization_evaluator
+    except ImportError:  # pragma: no cover - another mteb layout
+        summarization_evaluator = None
+    summary_bar = getattr(summarization_evaluator, "tqdm", None)
+    if summary_bar is not None:
+        summarization_evaluator.tqdm = _silent_tqdm
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"mteb(\..*)?")
@@ -269,3 +318,5 @@ def _quiet_mteb() -> Iterator[None]:
         logger.setLevel(level)
         if bars:
             ds_logging.enable_progress_bar()
+        if summary_bar is not None:
+            summarization_evaluator.tqdm = summary_bar

@@ -6,6 +6,15 @@ classifier protocol and k values are mteb's. Any other folder (SentEval-*, *-pro
 subclass of mteb's abstract task of its type. Either way the data is set before the evaluation,
 so mteb never goes to the hub for it. A name with no local folder is an mteb task loaded from the
 hub (online only).
+
+Reranking follows mteb 2, which folded it into retrieval: a reranking task is an
+``AbsTaskRetrieval`` of type "Reranking" whose split carries ``top_ranked`` (each query's
+candidate documents), so mteb scores only those candidates and reports its retrieval metrics
+(main score MAP@1000 for the MTEB(eng) reranking tasks). A local ``{query, positive, negative}``
+folder is turned into that split the way mteb's own converter of the old reranking layout
+(``AbsTaskReranking.transform_old_dataset_format``) does: the same ids, positives first, rows
+without a positive or without a negative left out. Summarization tasks are mteb's
+``AbsTaskSummarization`` with its evaluator (main score: Spearman of cosine similarity).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ MAIN_SCORES = {
     "Classification": "accuracy",
     "Clustering": "v_measure",
     "Retrieval": "ndcg_at_10",
+    "Reranking": "map_at_1000",  # mteb 2's main score of AskUbuntuDupQuestions, SciDocsRR, StackOverflowDupQuestions
+    "Summarization": "cosine_spearman",
 }
 # Protocol of the local tasks mteb has no class for: mteb's defaults for tasks with few labels
 # (AmazonCounterfactual, TweetSentimentExtraction: 32 training samples per label, 10 experiments),
@@ -43,8 +54,9 @@ class TaskCut:
     """A cut-down task for quick evaluation; the default (all None) is the full, faithful task.
 
     ``max_samples`` caps the evaluated rows: sentence pairs (STS, pair classification), test
-    texts (classification; the training pool is kept), documents (clustering), or the retrieval
-    corpus (every judged document kept, random others up to the cap). ``max_doc_chars`` truncates
+    texts (classification; the training pool is kept), documents (clustering), queries with their
+    candidates (reranking), texts with their summaries (summarization), or the retrieval corpus
+    (every judged document kept, random others up to the cap). ``max_doc_chars`` truncates
     each retrieval document's text. Rows are drawn with a fixed ``seed``, in file order.
     """
 
@@ -82,6 +94,15 @@ BENCHMARKS: dict[str, dict[str, TaskCut]] = {
         "Banking77Clustering-proxy": FULL,
         "SciFact": TaskCut(max_samples=1000, max_doc_chars=1000),
     },
+}
+# Task types "quick" takes one task of when the data folder has one: the first folder of the list
+# that exists joins the benchmark with its cut. No reranking folder ships in ../shared/data today.
+QUICK_IF_PRESENT: dict[str, tuple[tuple[str, TaskCut], ...]] = {
+    "Reranking": (
+        ("AskUbuntuDupQuestions", FULL),  # 375 queries of about 20 candidates: small enough in full
+        ("StackOverflowDupQuestions", TaskCut(max_samples=500)),
+        ("SciDocsRR", TaskCut(max_samples=500)),
+    ),
 }
 LOCAL_BENCHMARKS = (*BENCHMARKS, "all-local")
 
@@ -157,7 +178,7 @@ def resolve_benchmark(name: str, data_dir: Path | None, cut: TaskCut = FULL) -> 
         if data_dir is None:
             raise EvalDataError(f"benchmark {name!r} needs local task folders: pass --data-dir or set "
                                 "$TEXT2TOKEN_DATA_DIR")
-        plan = dict.fromkeys(list_task_folders(data_dir), FULL) if name == "all-local" else BENCHMARKS[name]
+        plan = dict.fromkeys(list_task_folders(data_dir), FULL) if name == "all-local" else _plan(name, data_dir)
         specs = []
         for task, default_cut in plan.items():
             folder = find_task_folder(data_dir, task)
@@ -173,6 +194,17 @@ def resolve_benchmark(name: str, data_dir: Path | None, cut: TaskCut = FULL) -> 
         raise UnknownTaskError(f"unknown benchmark {name!r} (local: {', '.join(LOCAL_BENCHMARKS)}; or an mteb "
                                "benchmark name such as 'MTEB(eng, v2)')") from None
     return [_mteb_spec(task, cut) for task in benchmark.tasks]
+
+
+def _plan(name: str, data_dir: Path) -> dict[str, TaskCut]:
+    """The tasks of a fixed local benchmark, with "quick"'s optional task types where a folder exists."""
+    plan = dict(BENCHMARKS[name])
+    if name == "quick":
+        for candidates in QUICK_IF_PRESENT.values():
+            present = [(task, cut) for task, cut in candidates if find_task_folder(data_dir, task) is not None]
+            if present:
+                plan.setdefault(*present[0])
+    return plan
 
 
 def _local_spec(folder: TaskFolder, cut: TaskCut) -> TaskSpec:
@@ -223,7 +255,7 @@ def build_local_task(folder: TaskFolder, cut: TaskCut = FULL) -> AbsTask:
     if builtin is None and folder.type == "Clustering":  # no more draws than documents
         task.max_documents_per_cluster = min(LOCAL_DOCUMENTS_PER_CLUSTER, len(rows["test"]))
     dataset = _DATASET_BUILDERS[folder.type](task, rows)
-    wrap = task.metadata.is_multilingual or folder.type == "Retrieval"  # as mteb's own loaders store them
+    wrap = task.metadata.is_multilingual or folder.type in _RETRIEVAL_LIKE  # as mteb's own loaders store them
     task.dataset = {subset: dataset} if wrap else dataset
     task.data_loaded = True
     return task
@@ -262,6 +294,7 @@ def _local_task_class(name: str, task_type: str, notes: str) -> type[AbsTask]:
         AbsTaskSTS,
     )
     from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.abstasks.text.summarization import AbsTaskSummarization
 
     bases = {
         "STS": AbsTaskSTS,
@@ -269,6 +302,8 @@ def _local_task_class(name: str, task_type: str, notes: str) -> type[AbsTask]:
         "Classification": AbsTaskClassification,
         "Clustering": AbsTaskClustering,
         "Retrieval": AbsTaskRetrieval,
+        "Reranking": AbsTaskRetrieval,  # mteb 2: reranking is retrieval over each query's candidates
+        "Summarization": AbsTaskSummarization,
     }
     metadata = TaskMetadata(
         name=name,
@@ -281,12 +316,15 @@ def _local_task_class(name: str, task_type: str, notes: str) -> type[AbsTask]:
         eval_langs=["eng-Latn"],
         main_score=MAIN_SCORES[task_type],
     )
-    attrs: dict[str, Any] = {"metadata": metadata, "__doc__": f"Local task {name} ({task_type})."}
+    attrs: dict[str, Any] = {"metadata": metadata, "__doc__": f"Local task {name} ({task_type}).",
+                             "text2token_local": True}
     if task_type == "Classification":
         attrs["samples_per_label"] = LOCAL_SAMPLES_PER_LABEL
     if task_type == "Clustering":
         attrs["max_fraction_of_documents_to_embed"] = None
         attrs["max_documents_per_cluster"] = LOCAL_DOCUMENTS_PER_CLUSTER
+    if task_type == "Summarization":  # the range of the folder's relevance scores is set when its data is
+        attrs["min_score"], attrs["max_score"] = 0, 1
 
     def load_data(self: AbsTask, *args: Any, **kwargs: Any) -> None:
         if not self.data_loaded:
@@ -302,7 +340,9 @@ def _apply_cut(task_type: str, rows: dict[str, list[dict[str, Any]]], cut: TaskC
     if cut.is_full:
         return rows
     rows = dict(rows)
-    if task_type != "Retrieval":
+    if task_type == "Reranking":  # draw among the queries mteb scores (with a positive and a negative)
+        rows["test"] = [r for r in rows["test"] if r["positive"] and r["negative"]]
+    if task_type != "Retrieval":  # reranking: queries with their candidates; summarization: texts
         if cut.max_samples is not None:
             rows["test"] = _sample(rows["test"], cut.max_samples, cut.seed)
         return rows
@@ -391,10 +431,70 @@ def _retrieval(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
     }}
 
 
+def _reranking(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
+    """mteb 2's reranking split from ``{query, positive, negative}`` rows, as mteb's own converter of that
+    layout builds it (``AbsTaskReranking.transform_old_dataset_format``): ids ``{split}_query{i}`` with ``i``
+    counted over the kept rows, candidates ``apositive_...``/``negative_...`` (positives first, which only
+    matters for ties), relevance 1 and 0, and each query's candidates as its ``top_ranked`` list."""
+    from datasets import Dataset
+
+    kept = [r for r in rows["test"] if r["positive"] and r["negative"]]
+    if not kept:
+        raise EvalDataError(f"{task.metadata.name}: no line of test.jsonl has both a positive and a negative "
+                            "document (mteb leaves such queries out)")
+    corpus, queries = [], []
+    relevant: dict[str, dict[str, int]] = {}
+    top_ranked: dict[str, list[str]] = {}
+    for index, row in enumerate(kept):
+        qid = f"test_query{index}"
+        queries.append({"id": qid, "text": row["query"]})
+        candidates = [(f"apositive_{qid}_{i:05d}", text, 1) for i, text in enumerate(row["positive"])]
+        candidates += [(f"negative_{qid}_{i:05d}", text, 0) for i, text in enumerate(row["negative"])]
+        for did, text, relevance in candidates:
+            corpus.append({"id": did, "title": "", "text": text})
+            relevant.setdefault(qid, {})[did] = relevance
+            top_ranked.setdefault(qid, []).append(did)
+    return {"test": {
+        "corpus": Dataset.from_dict({k: [d[k] for d in corpus] for k in ("id", "title", "text")}),
+        "queries": Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text")}),
+        "relevant_docs": relevant,
+        "top_ranked": top_ranked,
+    }}
+
+
+def _summarization(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
+    """mteb's summarization split; a local task's relevance range is the folder's own (mteb normalizes the
+    scores to [0, 1] with it, which leaves its correlations unchanged)."""
+    from datasets import Dataset, DatasetDict
+
+    test = rows["test"]
+    if not any(len(set(r["relevance"])) > 1 for r in test):
+        raise EvalDataError(f"{task.metadata.name}: every text's machine summaries have one relevance score; "
+                            "mteb skips such texts, so nothing would be scored")
+    if _is_local(task):
+        scores = [float(x) for r in test for x in r["relevance"]]
+        task.min_score, task.max_score = min(scores), max(scores)
+    return DatasetDict({"test": Dataset.from_dict({
+        task.text_column_name: [r["text"] for r in test],
+        task.human_summaries_column_name: [r["human_summaries"] for r in test],
+        task.machine_summaries_column_name: [r["machine_summaries"] for r in test],
+        task.relevancy_column_name: [[float(x) for x in r["relevance"]] for r in test],
+    })})
+
+
+def _is_local(task: Any) -> bool:
+    """Whether a task object is a local subclass (not one of mteb's own tasks)."""
+    return bool(getattr(task, "text2token_local", False))
+
+
+_RETRIEVAL_LIKE = ("Retrieval", "Reranking")
+
 _DATASET_BUILDERS = {
     "STS": _sts,
     "PairClassification": _pair,
     "Classification": _classification,
     "Clustering": _clustering,
     "Retrieval": _retrieval,
+    "Reranking": _reranking,
+    "Summarization": _summarization,
 }
