@@ -99,6 +99,9 @@ def main(argv=None) -> int:
         model, seconds, seen, pooling, hyper = (args.model or "smollm2-135m-instruct"), 0.0, 0, args.pooling, None
     else:
         run, record = train(args, work)
+        from text2token.memory import release_memory
+
+        release_memory()
         model, seconds, seen = str(run), record["training"]["seconds"], texts_seen(record)
         pooling, hyper = record["model"]["pooling"], record["hyperparameters"]
     tasks = None if args.benchmark else (args.tasks or QUICK)

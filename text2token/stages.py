@@ -21,6 +21,7 @@ import torch
 from . import distributed as dist
 from .backbone import load_backbone
 from .lora import lora_targets
+from .memory import release_memory
 from .config import TrainConfig
 from .data import read_corpus
 from .errors import DataError, RunFolderError
@@ -324,9 +325,12 @@ def _train(config: TrainConfig, folder: RunFolder, lock, resume: bool, overwrite
         peft_model, trainer = train_stage(model, tokenizer, texts, targets, config, stage, stage_dir, resume=resume)
         dist.on_main(folder.save_adapter, peft_model, stage)
         model = peft_model.merge_and_unload()
-        adapters.append(str(adapter_dir.relative_to(run)))
         losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-        info.update(texts=len(texts), steps=trainer.state.global_step, seconds=round(time.time() - stage_started, 1),
+        steps = trainer.state.global_step
+        del peft_model, trainer
+        release_memory()  # the stage's activations and optimizer state go back to the OS before the next phase
+        adapters.append(str(adapter_dir.relative_to(run)))
+        info.update(texts=len(texts), steps=steps, seconds=round(time.time() - stage_started, 1),
                     first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
         summary["stages"][stage] = info
         dist.on_main(folder.write_stage_summary, stage, info)
