@@ -115,3 +115,16 @@ def test_pair_topic_on_a_tiny_model(tiny_llama, tmp_path, capsys):
     assert abs(r["cos_paraphrase"] - 1.0) < 1e-5  # identical texts
     assert r["top1_paraphrase"] == 1.0 and r["cos_non_paraphrase"] < 1.0 - 1e-4
     assert "| AP |" in capsys.readouterr().out
+
+
+def test_peak_rss_reports_the_peak_of_a_child_process():
+    import re
+    import subprocess
+    import sys
+
+    grow = "import time; x = bytearray(400 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(0.6); print('grown')"
+    out = subprocess.run([sys.executable, str(BENCH.parent / "peak_rss.py"), sys.executable, "-c", grow],
+                         capture_output=True, text=True, check=True).stdout
+    assert "grown" in out
+    peak = float(re.search(r"PEAK ([0-9.]+) GiB", out).group(1))
+    assert 0.38 <= peak <= 1.0  # the 400 MiB buffer plus an interpreter
