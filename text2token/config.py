@@ -184,7 +184,7 @@ class TrainConfig:
 
     The defaults are the best recipe this project has measured (RESULTS.md): last pooling with the
     PromptEOL prompt, stage 1 (data-driven targets) trained with the joint objective (the KL plus
-    SimCSE's in-batch term, ``contrastive_weight``), lr 1e-4 held constant. The paper's recipe as its
+    SimCSE's in-batch term with weight 3, ``contrastive_weight``), lr 1e-4 held constant. The paper's recipe as its
     prototype runs it is ``configs/recipes/paper.yaml``.
 
     Each field's metadata holds its help text and its value rule (see :func:`option`)."""
@@ -268,7 +268,7 @@ class TrainConfig:
     simcse_dropout: float = option(0.3, "SimCSE: attention dropout while training (LLM2Vec's simcse_dropout)",
                                    rule=DROPOUT)
     contrastive_weight: float = option(
-        1.0, "joint objective (beyond the paper): > 0 adds SimCSE's in-batch contrastive term (two dropout "
+        3.0, "joint objective (beyond the paper): > 0 adds SimCSE's in-batch contrastive term (two dropout "
         "views, --simcse-temperature, --simcse-dropout) with this weight to the Text2Token KL, then averaged "
         "over both views, in every Text2Token stage; 0: off", rule=NON_NEGATIVE)
     head_filter: int = option(0, "beyond the paper: remove the LM head's K dominant singular directions (the "
