@@ -6,8 +6,8 @@ reading that child's peak resident set size from ``os.wait4`` (``ru_maxrss``, th
 ``/usr/bin/time -v``'s "Maximum resident set size"). With ``--baseline`` it also measures the
 in-memory path (read every line, ``model.encode`` all of them, ``np.save``) for comparison.
 
-    HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python bench/encode_memory.py            # 10k and 100k lines
-    .venv/bin/python bench/encode_memory.py --sizes 1000 5000 --hidden 64           # quicker
+    HF_HUB_OFFLINE=1 nice -n 19 .venv/bin/python -m bench.encode_memory            # 10k and 100k lines
+    .venv/bin/python -m bench.encode_memory --sizes 1000 5000 --hidden 64           # quicker
 """
 
 from __future__ import annotations

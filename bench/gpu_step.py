@@ -7,9 +7,9 @@ Trainer runs (``TokenTargetObjective``: pool, project with the frozen LM head in
 sparse target), bf16 autocast as ``train --bf16`` does, gradient checkpointing, AdamW, grad-norm
 clip 1.0. It also times one teacher forward pass (stage-2 target building, no gradients).
 
-    python bench/gpu_step.py                      # on a GPU: the 8B shape, batch 16 x 128 tokens
-    python bench/gpu_step.py --weights bf16       # frozen weights stored in bf16 instead of fp32
-    python bench/gpu_step.py --tiny               # a tiny shape, runs anywhere (CPU included)
+    python -m bench.gpu_step                      # on a GPU: the 8B shape, batch 16 x 128 tokens
+    python -m bench.gpu_step --weights bf16       # frozen weights stored in bf16 instead of fp32
+    python -m bench.gpu_step --tiny               # a tiny shape, runs anywhere (CPU included)
 
 It stops timing steps after ``--budget`` seconds (default 240) so a run fits in five minutes,
 and prints one line of JSON with the figures at the end.

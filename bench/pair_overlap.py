@@ -1,19 +1,18 @@
 """A no-model reference for a pair-classification folder: average precision of the word Jaccard overlap
 of the two texts (lower-cased \\w+ words) against the labels. RESULTS.md quotes it for TwitterSemEval2015.
 
-    python bench/pair_overlap.py ../shared/data/evalsuite/TwitterSemEval2015
+    python -m bench.pair_overlap ../shared/data/evalsuite/TwitterSemEval2015   # or: python bench/pair_overlap.py ...
 """
 
 import argparse
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sklearn.metrics import average_precision_score
 
-from sklearn.metrics import average_precision_score  # noqa: E402
-
-from pair_topic import load_rows  # noqa: E402
+try:
+    from .pair_topic import load_rows
+except ImportError:  # run as a file (python bench/pair_overlap.py): its own folder is first on sys.path
+    from pair_topic import load_rows
 
 
 def words(text: str) -> set[str]:

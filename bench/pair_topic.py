@@ -13,7 +13,7 @@ cosine similarity separates paraphrases from non-paraphrases poorly. This script
 * top-1 agreement: how often the two texts' embeddings decode (through the LM head) to the same top
   token, for paraphrase / non-paraphrase / random pairs.
 
-    python bench/pair_topic.py ../shared/data/evalsuite/TwitterSemEval2015 \\
+    python -m bench.pair_topic ../shared/data/evalsuite/TwitterSemEval2015 \\
         smollm2-135m-instruct:last runs/quality/t2t-s1s2-last runs/quality/simcse-time-last
 
 A model is a run folder, or a base model with an optional ``:mean`` / ``:last`` pooling suffix.

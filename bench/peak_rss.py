@@ -3,34 +3,52 @@
 Each output line of the command is printed with the time, the RSS then and the peak so far, so the
 phase that peaks can be read off; the last line is the peak. Linux only (/proc).
 
-    python bench/peak_rss.py text2token demo --output /tmp/demo --overwrite
+    python -m bench.peak_rss text2token demo --output /tmp/demo --overwrite   # or: python bench/peak_rss.py ...
 """
-import subprocess, sys, time, os, threading
-start = time.time()
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-peak = [0, 0.0]
-def rss(pid):
+import subprocess
+import sys
+import threading
+import time
+
+
+def rss(pid: int) -> int:
+    """Resident memory of ``pid`` and its children, kB."""
     total = 0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
         for k in kids:
             total += rss(int(k))
     except OSError:
         pass
     return total
-cur = [0]
-def poll():
-    while p.poll() is None:
-        r = rss(p.pid); cur[0] = r
-        if r > peak[0]:
-            peak[:] = [r, time.time() - start]
-        time.sleep(0.2)
-threading.Thread(target=poll, daemon=True).start()
-for line in p.stdout:
-    print(f"[{time.time()-start:7.1f}s rss {cur[0]/2**20:5.2f} GiB peak {peak[0]/2**20:5.2f}] {line.rstrip()}", flush=True)
-p.wait()
-print(f"PEAK {peak[0]/2**20:.2f} GiB at {peak[1]:.1f}s; rc {p.returncode}; {time.time()-start:.0f}s")
+
+
+def main(argv: list[str]) -> int:
+    start = time.time()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    peak, cur = [0, 0.0], [0]
+
+    def poll():
+        while p.poll() is None:
+            r = rss(p.pid)
+            cur[0] = r
+            if r > peak[0]:
+                peak[:] = [r, time.time() - start]
+            time.sleep(0.2)
+
+    threading.Thread(target=poll, daemon=True).start()
+    for line in p.stdout:
+        print(f"[{time.time()-start:7.1f}s rss {cur[0]/2**20:5.2f} GiB peak {peak[0]/2**20:5.2f}] {line.rstrip()}",
+              flush=True)
+    p.wait()
+    print(f"PEAK {peak[0]/2**20:.2f} GiB at {peak[1]:.1f}s; rc {p.returncode}; {time.time()-start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

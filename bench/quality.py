@@ -11,8 +11,8 @@ most 1,000 characters). Then the ablations: pooling, attention, stage-2 τ, lear
 each scored on STSBenchmark and TwitterSemEval2015 (or the tasks of --ablation-tasks). Every run
 holds its learning rate constant (--lr-scheduler) and trains with bf16 autocast (--no-bf16 for fp32).
 
-    HF_HUB_OFFLINE=1 python bench/quality.py --work runs/quality            # main table
-    HF_HUB_OFFLINE=1 python bench/quality.py --work runs/quality --ablations pooling attention tau lr steps
+    HF_HUB_OFFLINE=1 python -m bench.quality --work runs/quality            # main table
+    HF_HUB_OFFLINE=1 python -m bench.quality --work runs/quality --ablations pooling attention tau lr steps
 
 Cheap where it can be: an ablation value equal to the main recipe reuses the main run, τ variants
 train only stage 2 on top of the main run's stage 1, and the steps ablation evaluates the kept

@@ -1,10 +1,10 @@
 """Train one recipe (a file of configs/recipes/ plus overrides) and score it: one row of the quality table.
 
-    HF_HUB_OFFLINE=1 python bench/recipes.py NAME --recipe configs/recipes/default.yaml \\
+    HF_HUB_OFFLINE=1 python -m bench.recipes NAME --recipe configs/recipes/default.yaml \\
         --set steps=5 stage2_steps=40 --tasks STSBenchmark SICK-R --work runs/recipes
-    HF_HUB_OFFLINE=1 python bench/recipes.py base-last --untrained --pooling last --tasks ...
-    python bench/recipes.py --table --work runs/recipes            # the rows so far, as markdown
-    python bench/recipes.py --json results/quality.json --work runs/recipes --rows NAME ...
+    HF_HUB_OFFLINE=1 python -m bench.recipes base-last --untrained --pooling last --tasks ...
+    python -m bench.recipes --table --work runs/recipes            # the rows so far, as markdown
+    python -m bench.recipes --json results/quality.json --work runs/recipes --rows NAME ...
 
 Each row goes to WORK/rows.jsonl (name, recipe, overrides, pooling, train seconds, texts seen, scores x 100).
 Training and scoring are the product's own (`text2token.train`, `text2token.evaluation.evaluate` with its

@@ -9,6 +9,7 @@ import torch
 
 from text2token.cli import main
 from text2token.training import ADAPTER_FILE
+from cli_checks import fails
 
 GOOD = ["The cat sat on the mat and looked at the garden.", "Economists study inflation and interest rates.",
         "Volcanoes erupt when magma rises through the crust.", "The orchestra played a symphony in the hall."]
@@ -21,17 +22,6 @@ def train(model, data, out, *extra):
     return ["train", "--model", str(model), "--data", str(data), "--output", str(out), "--stages", "data",
             "--steps", "1", "--batch-size", "16", "--max-length", "16", "--background-samples", "4",
             "--pooling", "mean", "--contrastive-weight", "0", *extra]
-
-
-def fails(argv, capsys, message):
-    """Exit code 2 and exactly one line, the last on stderr, naming ``message``; no traceback."""
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("text2token: error:")]
-    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err[-2000:]
-    assert message in lines[0], lines[0]
-    return lines[0]
 
 
 def record(run):

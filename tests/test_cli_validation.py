@@ -252,8 +252,9 @@ def test_every_field_has_a_flag_and_no_flag_restates_a_default():
         assert options[flag(name)].default is not None  # SUPPRESS: a flag not given sets nothing
     assert config_overrides(parser.parse_args(["train"])) == {}  # so the file's or the field's default stands
     assert TrainConfig.from_dict(config_overrides(parser.parse_args(["train"]))) == TrainConfig()
-    # the help shows the field's own default (the hand-written help said 0 for contrastive_weight, whose default is 1)
-    assert "(default: 1.0)" in options["--contrastive-weight"].help
+    # the help shows the field's own default (the hand-written help once said 0 for contrastive_weight)
+    assert f"(default: {TrainConfig().contrastive_weight})" in options["--contrastive-weight"].help
+    assert TrainConfig().contrastive_weight == 3.0
     assert "(default: 1000)" in options["--steps"].help and "(default: 32)" in options["--batch-size"].help
     helptext = train.format_help()
     for name in ("prompt", "max_chars", "target_max_k", "target_min_mass", "lora_target_modules", "weight_decay",

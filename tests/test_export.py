@@ -341,3 +341,33 @@ def test_smollm2_export_matches(pooling, tmp_path):
     # text2token cuts over-long `last` texts by sentence-transformers' rule, so these match exactly too
     assert long_cosines.min() >= 0.9999
     assert all(ours == theirs for ours, theirs in long_ids)
+
+
+# ------------------------------------------------------- sentence-transformers' own save and card data
+def test_files_are_sentence_transformers_own_save(exported, tmp_path):
+    """Loading the export and saving it again with sentence-transformers gives the same module files."""
+    folder = exported["last", "causal"]
+    resaved = tmp_path / "resaved"
+    st_model(folder).save(str(resaved), create_model_card=False)
+    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+        assert json.loads((resaved / name).read_text()) == json.loads((folder / name).read_text()), name
+    ours, theirs = (json.loads((f / "config_sentence_transformers.json").read_text()) for f in (folder, resaved))
+    assert ours == theirs and ours["similarity_fn_name"] == "cosine"
+    assert not (folder / ".backbone").exists()
+
+
+def test_model_card_uses_sentence_transformers_card_data(runs, exported):
+    from types import SimpleNamespace
+
+    from text2token.export import card_data
+
+    card = (exported["mean", "causal"] / "README.md").read_text()
+    for needle in ("# mean-causal", "## Model Details", "**Maximum Sequence Length:** 32 tokens",
+                   "**Output Dimensionality:** 32 dimensions", "#### corpus.txt", "* Columns: text",
+                   "Text2Token: KL divergence", "- text2token", "## Text2Token model"):
+        assert needle in card, needle
+    assert card.index("## Text2Token model") < card.index("## Model Details")
+    data = card_data(SimpleNamespace(backbone="some-org/some-model", name="x"), None, "title")
+    assert data.base_model == "some-org/some-model" and data.model_name == "title" and "text2token" in data.tags
+    local = card_data(SimpleNamespace(backbone=str(runs["mean", "causal"]), name="x"), None, "title")
+    assert local.base_model is None and local.train_datasets == []

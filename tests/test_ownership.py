@@ -16,6 +16,7 @@ from text2token.cli import main
 from text2token.errors import LockedError, RunFolderError
 from text2token.runfolder import COMPLETE_FILE, RunFolder
 from t2t_testdata import SENTENCES
+from cli_checks import fails, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROBE = ["The cat sat on the mat.", "Economists study inflation."]
@@ -25,21 +26,6 @@ def train(model, data, out, *extra):
     return ["train", "--model", str(model), "--data", str(data), "--output", str(out), "--stages", "data",
             "--steps", "1", "--batch-size", "8", "--max-length", "16", "--background-samples", "4",
             "--pooling", "mean", "--contrastive-weight", "0", *[str(e) for e in extra]]
-
-
-def fails(argv, capsys, message):
-    """Exit code 2 and exactly one line, the last on stderr, naming ``message``; no traceback."""
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("text2token: error:")]
-    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err[-2000:]
-    assert message in lines[0], lines[0]
-    return lines[0]
-
-
-def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,18 @@ _EMBEDDED = {
 ATTENTION_MODES = ("causal", "bidirectional")
 
 
+def user_cache_dir() -> Path:
+    """text2token's folder in the user's cache: ``$XDG_CACHE_HOME/text2token``, else ``~/.cache/text2token``
+    (the one definition; the eval score cache is its ``eval/``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "text2token"
+
+
 def cache_dir() -> Path:
     """Folder for converted backbones: ``$TEXT2TOKEN_CACHE`` or the user's cache dir."""
     root = os.environ.get("TEXT2TOKEN_CACHE")
     if root:
         return Path(root).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "text2token"
+    return user_cache_dir()
 
 
 def _embedded_gguf(name: str) -> Path:
@@ -110,8 +115,57 @@ def resolve_backbone(name: str | None) -> str:
             raise BackboneError(f"model path does not exist: {name}")
         return name
     if not (target / "model.safetensors").is_file():
-        convert_gguf(gguf, target)
+        from .files import check_writable
+
+        # before the conversion (a minute for SmolLM2): a read-only cache folder is one line, not a traceback
+        check_writable(target.parent, BackboneError, directory=True,
+                       hint="the converted backbone is cached there: set $TEXT2TOKEN_CACHE to a writable folder")
+        try:
+            convert_gguf(gguf, target)
+        except OSError as exc:
+            from .errors import DiskFullError
+            from .files import os_cause
+
+            if isinstance(exc, DiskFullError):
+                raise
+            raise BackboneError(f"cannot write the backbone cache {target} ({os_cause(exc)}): set "
+                                "$TEXT2TOKEN_CACHE to a writable folder") from exc
     return str(target)
+
+
+def backbone_files(name: str | None) -> Path | None:
+    """The local weights a backbone name stands for, without converting or downloading anything: the
+    GGUF file (the embedded default's too), a local folder, or a hub id's snapshot in the local hub
+    cache; ``None`` when there is none."""
+    try:
+        if name is None or name == DEFAULT_BACKBONE:
+            return _embedded_gguf(DEFAULT_BACKBONE)
+    except BackboneError:
+        return None
+    path = Path(str(name)).expanduser()
+    if path.exists():
+        return path
+    if str(name).count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name), local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure means "not in the local hub cache"
+        return None
+
+
+def backbone_fingerprint(name: str | None) -> dict | None:
+    """A cheap fingerprint of a backbone's weights (see :func:`text2token.files.weights_fingerprint`):
+    sizes, modification times and the hash of the first and last MiB of each weight file, plus the
+    reference it was taken of. ``None`` when the weights are not on this machine."""
+    from .files import weights_fingerprint
+
+    files = backbone_files(name)
+    found = weights_fingerprint(files) if files is not None else None
+    if found is None:
+        return None
+    return {"backbone": str(name) if name is not None else DEFAULT_BACKBONE, "path": str(files.resolve()), **found}
 
 
 def load_tokenizer(source: str):

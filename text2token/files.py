@@ -129,14 +129,6 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(f.fileno())
 
 
-def atomic_save_npy(path: Path, array) -> None:
-    import numpy as np
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-
 def atomic_torch_save(path: Path, payload) -> None:
     import torch
 
@@ -350,3 +342,106 @@ class WriterLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+# ------------------------------------------------------------------ filesystem errors, told before heavy work
+def os_cause(exc: OSError) -> str:
+    """The cause of a failed filesystem call, for one-line messages ("Permission denied")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device"
+    return (exc.strerror or str(exc) or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and delete a temporary file in ``folder`` (an existing folder); raises the ``OSError``
+    a write there would (read-only mount, no permission, no space). Unlike ``os.access`` this holds
+    for root and for read-only filesystems."""
+    fd, name = tempfile.mkstemp(prefix=".text2token-probe-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+
+
+def writable_problem(path: Path, directory: bool = False) -> str | None:
+    """What would keep ``path`` (a file, or with ``directory`` a folder) from being written, in words
+    naming the path and the cause; ``None`` when it can be. Nothing is created but a probe file."""
+    path = Path(path).expanduser()
+    if path.exists():
+        if directory and not path.is_dir():
+            return f"{path} is a file, not a folder"
+        if not directory and path.is_dir():
+            return f"{path} is a folder, not a file"
+    existing = _nearest_existing(path if directory and path.is_dir() else path.parent)
+    if not existing.is_dir():
+        return f"cannot create {path}: {existing} is a file, not a folder"
+    try:
+        probe_writable(existing)
+    except OSError as exc:
+        return f"cannot write {path}: {existing} is not writable ({os_cause(exc)})"
+    return None
+
+
+def check_writable(path: Path, error, directory: bool = False, hint: str = "") -> None:
+    """Raise ``error(message)`` (one line naming the path and the cause) if ``path`` cannot be written."""
+    problem = writable_problem(path, directory)
+    if problem:
+        raise error(problem + (f"; {hint}" if hint else ""))
+
+
+# ------------------------------------------------------------------ cheap fingerprints of weight files
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".msgpack", ".h5")
+EDGE_BYTES = 2**20
+
+
+def _edges_sha256(path: Path, size: int, edge: int = EDGE_BYTES) -> str:
+    """sha256 of the first and the last ``edge`` bytes of a file (all of it when it is smaller than both)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(edge))
+        if size > 2 * edge:
+            f.seek(size - edge)
+        digest.update(f.read(edge))  # a smaller file: the rest of it
+    return digest.hexdigest()
+
+
+def weights_fingerprint(path: Path) -> dict | None:
+    """A cheap fingerprint of the weight files of a model folder (or of one weight file): for each,
+    its size, modification time and the sha256 of its first and last MiB (which hold a safetensors
+    file's header and its first and last tensors). ``{"files": {name: {...}}, "content": digest of
+    the sizes and hashes, "digest": the same with the modification times}``; ``None`` if there are
+    no weight files (a hub id that is not cached)."""
+    import hashlib
+
+    path = Path(path).expanduser()
+    if path.is_file():
+        files = {path.name: path}
+    elif path.is_dir():
+        files = {p.relative_to(path).as_posix(): p for p in sorted(path.rglob("*"))
+                 if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES
+                 and not any(part.startswith(".") for part in p.relative_to(path).parts)}
+    else:
+        return None
+    if not files:
+        return None
+    entries = {}
+    for name, file in sorted(files.items()):
+        stat = file.stat()
+        entries[name] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                         "edges_sha256": _edges_sha256(file, stat.st_size)}
+    content = hashlib.sha256(json_dumps({n: [e["bytes"], e["edges_sha256"]] for n, e in entries.items()}).encode())
+    full = hashlib.sha256(json_dumps(entries).encode())
+    return {"files": entries, "content": content.hexdigest()[:16], "digest": full.hexdigest()[:16]}
+
+
+def json_dumps(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

@@ -108,6 +108,11 @@ class Text2TokenModel:
                    max_length=max_length or 128, name=str(name_or_path or DEFAULT_BACKBONE),
                    backbone=name_or_path or DEFAULT_BACKBONE, precision=precision)
 
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the LM head: the width of p(· | x)."""
+        return int(causal_lm(self.model).get_output_embeddings().weight.shape[0])
+
     # ---------------------------------------------------------------- encoding
     def batches(self, texts: list[str], batch_size: int):
         """Length-sorted batches: ``(indices, padded inputs)``, so padding waste is small."""
@@ -117,6 +122,82 @@ class Text2TokenModel:
             index = order[start:start + batch_size]
             batch = self.text_encoder.pad([ids[i] for i in index])
             yield index, {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.inference_mode()
+    def forward(self, texts: list[str], batch_size: int = 32, *, vocab: str | None = None, top_k: int | None = None,
+                remove: torch.Tensor | None = None, autocast: bool | None = None, blocks=None,
+                show_progress: bool | None = None, desc: str = "encode"):
+        """The one batched forward pass: yield a :class:`Forward` per length-sorted batch of ``texts``.
+
+        Each holds e(x) (fp32) and, as asked, W_lm · e(x) (``vocab="logits"``), p(· | x) (``vocab="probs"``)
+        or the ``top_k`` largest probabilities and their token ids (:func:`vocab_logits`; ``remove``: its
+        directions projected out first). ``autocast``: bf16 autocast of the backbone on or off; ``None``
+        leaves whatever autocast the caller runs under. ``blocks``: ``(start, stop)`` ranges of ``texts``
+        batched (length-sorted) separately and in order, so a text has the same batch neighbours whatever
+        else is encoded; ``None``: one range, all texts. Indices are positions in ``texts``.
+        One progress bar (``desc``) counts the texts; ``show_progress=None`` shows it for more than four
+        batches.
+        """
+        from tqdm.auto import tqdm
+
+        if vocab not in (None, "logits", "probs"):
+            raise ValueError(f"unknown vocab output {vocab!r}: use 'logits' or 'probs'")
+        blocks = [(0, len(texts))] if blocks is None else [(int(a), int(b)) for a, b in blocks]
+        total = sum(b - a for a, b in blocks)
+        if show_progress is None:
+            show_progress = total > 4 * batch_size
+        self.model.eval()
+        context = (contextlib.nullcontext if autocast is None else
+                   lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(autocast)))
+        bar = tqdm(total=total, desc=desc, unit="text", disable=not show_progress)
+        try:
+            for a, b in blocks:
+                if b <= a:  # the tokenizer refuses an empty list
+                    continue
+                for index, batch in self.batches(texts[a:b], batch_size):
+                    with context():
+                        e = embed(self.model, batch, self.pooling)
+                    out = Forward(index + a, e)
+                    if vocab == "logits":
+                        out.logits = vocab_logits(self.model, e, remove)
+                    elif vocab == "probs" or top_k is not None:
+                        out.probs = torch.softmax(vocab_logits(self.model, e, remove), dim=-1)
+                        if top_k is not None:
+                            out.top_probs, out.top_ids = out.probs.topk(top_k, dim=-1)
+                    yield out
+                    bar.update(len(index))
+        finally:
+            bar.close()
+
+    @torch.inference_mode()
+    def collect(self, texts: list[str], batch_size: int = 32, *, dense: bool = False, normalize: bool = False,
+                distribution: bool = False, top_k: int | None = None, autocast: bool | None = None,
+                show_progress: bool | None = None, desc: str = "encode") -> dict[str, np.ndarray]:
+        """:meth:`forward` over ``texts``, gathered in input order as numpy arrays: ``"dense"`` e(x)
+        (L2-normalised with ``normalize``), ``"distribution"`` p(· | x), and ``"top_ids"`` / ``"top_probs"``:
+        the ``top_k`` (capped at the vocabulary) largest probabilities, decreasing."""
+        n = len(texts)
+        out: dict[str, np.ndarray] = {}
+        if dense:
+            out["dense"] = np.zeros((n, self.embedding_dim), dtype=np.float32)
+        if distribution:
+            out["distribution"] = np.zeros((n, self.vocab_size), dtype=np.float32)
+        if top_k is not None:
+            top_k = min(int(top_k), self.vocab_size)
+            out["top_ids"] = np.zeros((n, top_k), dtype=np.int64)
+            out["top_probs"] = np.zeros((n, top_k), dtype=np.float32)
+        vocab = "probs" if distribution else None
+        for step in self.forward(texts, batch_size, vocab=vocab, top_k=top_k, autocast=autocast,
+                                 show_progress=show_progress, desc=desc):
+            if dense:
+                e = torch.nn.functional.normalize(step.embedding, dim=-1) if normalize else step.embedding
+                out["dense"][step.index] = e.float().cpu().numpy()
+            if distribution:
+                out["distribution"][step.index] = step.probs.float().cpu().numpy()
+            if top_k is not None:
+                out["top_ids"][step.index] = step.top_ids.cpu().numpy()
+                out["top_probs"][step.index] = step.top_probs.float().cpu().numpy()
+        return out
 
     @torch.inference_mode()
     def encode(self, texts, batch_size: int = 32, normalize: bool = False, show_progress: bool | None = None,
@@ -129,70 +210,63 @@ class Text2TokenModel:
         p(· | x) at their token ids (not renormalised; rows L2-normalised with ``normalize``).
         ``autocast``: bf16 autocast on or off; ``None`` follows the model's ``precision``.
         """
-        from tqdm.auto import tqdm
-
         if isinstance(texts, str):
             texts = [texts]
         texts = ["" if t is None else str(t) for t in texts]
         if output not in ("dense", "distribution", "sparse"):
             raise ValueError(f"unknown output {output!r}: use 'dense', 'distribution' or 'sparse'")
-        self.model.eval()
-        if autocast is None:
-            autocast = self.precision == "bf16"
-        width = self.embedding_dim if output == "dense" else causal_lm(self.model).get_output_embeddings().weight.shape[0]
+        autocast = self.precision == "bf16" if autocast is None else autocast
         if output == "sparse":
-            return self._encode_sparse(texts, batch_size, normalize, show_progress, autocast, sparse_k, width)
-        result = np.zeros((len(texts), width), dtype=np.float32)
-        if not texts:
-            return result
-        if show_progress is None:
-            show_progress = len(texts) > 4 * batch_size
-        bar = tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress)
-        for index, batch in self.batches(texts, batch_size):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                e = embed(self.model, batch, self.pooling)
-            if output == "distribution":
-                e = torch.softmax(vocab_logits(self.model, e), dim=-1)
-            elif normalize:
-                e = torch.nn.functional.normalize(e, dim=-1)
-            result[index] = e.float().cpu().numpy()
-            bar.update(len(index))
-        bar.close()
-        return result
+            if not isinstance(sparse_k, int) or sparse_k < 1:
+                raise ValueError(f"sparse_k must be a positive integer, got {sparse_k!r}")
+            top = self.collect(texts, batch_size, top_k=sparse_k, autocast=autocast, show_progress=show_progress)
+            return sparse_matrix(top["top_ids"], top["top_probs"], self.vocab_size, normalize)
+        if output == "distribution":
+            return self.collect(texts, batch_size, distribution=True, autocast=autocast,
+                                show_progress=show_progress)["distribution"]
+        return self.collect(texts, batch_size, dense=True, normalize=normalize, autocast=autocast,
+                            show_progress=show_progress)["dense"]
 
-    def _encode_sparse(self, texts, batch_size, normalize, show_progress, autocast, sparse_k, vocab):
-        """The ``sparse_k`` largest entries of p(· | x) per text, as a CSR matrix (see :meth:`encode`)."""
-        import scipy.sparse
-        from tqdm.auto import tqdm
+    def top_token_ids(self, texts: list[str], k: int, batch_size: int = 32, show_progress: bool | None = None,
+                      desc: str = "top tokens") -> tuple[np.ndarray, np.ndarray]:
+        """top-k of p(· | x) for each text: ``(ids int64 [n, k], probabilities float32 [n, k])`` in input
+        order, decreasing; ``k`` capped at the vocabulary. Batch by batch: the full distributions of many
+        texts are never held at once. Runs in the model's ``precision``, as :meth:`encode`."""
+        texts = ["" if t is None else str(t) for t in texts]
+        top = self.collect(texts, batch_size, top_k=k, autocast=self.precision == "bf16",
+                           show_progress=show_progress, desc=desc)
+        return top["top_ids"], top["top_probs"]
 
-        if not isinstance(sparse_k, int) or sparse_k < 1:
-            raise ValueError(f"sparse_k must be a positive integer, got {sparse_k!r}")
-        k = min(sparse_k, vocab)
-        ids = np.zeros((len(texts), k), dtype=np.int64)
-        weights = np.zeros((len(texts), k), dtype=np.float32)
-        if show_progress is None:
-            show_progress = len(texts) > 4 * batch_size
-        bar = tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress)
-        for index, batch in self.batches(texts, batch_size):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                e = embed(self.model, batch, self.pooling)
-            values, top = torch.softmax(vocab_logits(self.model, e), dim=-1).topk(k, dim=-1)
-            ids[index], weights[index] = top.cpu().numpy(), values.float().cpu().numpy()
-            bar.update(len(index))
-        bar.close()
-        if normalize:
-            weights /= np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12)
-        matrix = scipy.sparse.csr_matrix((weights.ravel(), ids.ravel(), np.arange(0, ids.size + 1, k)),
-                                         shape=(len(texts), vocab), dtype=np.float32)
-        matrix.sort_indices()
-        return matrix
-
-    @torch.inference_mode()
     def top_tokens(self, text: str, k: int = 10) -> list[tuple[str, float]]:
         """The k most likely tokens of p(· | x), decoded."""
-        probs = torch.from_numpy(self.encode([text], output="distribution")[0])
-        values, ids = probs.topk(k)
-        return [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
+        ids, probs = self.top_token_ids([text], k, show_progress=False)
+        return [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(probs[0], ids[0])]
+
+
+class Forward:
+    """One batch of :meth:`Text2TokenModel.forward`: ``index`` (the rows' positions in the input),
+    ``embedding`` e(x) fp32 ``[b, dim]``, and what was asked: ``logits`` W_lm · e(x), ``probs``
+    p(· | x) (fp32 ``[b, V]``), ``top_probs`` / ``top_ids`` ``[b, k]``."""
+
+    __slots__ = ("index", "embedding", "logits", "probs", "top_probs", "top_ids")
+
+    def __init__(self, index, embedding):
+        self.index, self.embedding = index, embedding
+        self.logits = self.probs = self.top_probs = self.top_ids = None
+
+
+def sparse_matrix(ids: np.ndarray, weights: np.ndarray, vocab: int, normalize: bool = False):
+    """A CSR matrix ``[n, vocab]`` (float32) with ``weights[i]`` at token ids ``ids[i]`` (``k`` per row),
+    rows L2-normalised with ``normalize``."""
+    import scipy.sparse
+
+    n, k = ids.shape
+    if normalize:
+        weights = weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12)
+    matrix = scipy.sparse.csr_matrix((weights.ravel(), ids.ravel(), np.arange(0, ids.size + 1, k)),
+                                     shape=(n, vocab), dtype=np.float32)
+    matrix.sort_indices()
+    return matrix
 
 
 def apply_adapters(model, adapters: list[Path]):

@@ -3,6 +3,9 @@
 A training run writes one folder (the project's equivalent of sentence-transformers' ``modules.json``)::
 
     RUN/train_config.json        the TrainConfig (what --resume reads), written first
+    RUN/started.json             the working folder the run was started in (relative model and data paths
+                                 are resolved against it on --resume) and the backbone's weights
+                                 fingerprint (--resume refuses weights that changed since)
     RUN/stage1/checkpoints/      Trainer checkpoints (adapter only, optimizer, RNG state), each with
                                  text2token_complete.json (sizes and sha256 of its files) written last
     RUN/stage1/adapter/          the finished stage-1 adapter (with its own text2token_complete.json)
@@ -21,17 +24,21 @@ Everything that knows these names goes through :class:`RunFolder` and the checkp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
-from .errors import RunFolderError
-from .files import WriterLock, atomic_write_text, fsync_tree, sha256_file
+from .errors import DiskFullError, RunFolderError
+from .files import WriterLock, atomic_write_text, check_writable, fsync_tree, os_cause, sha256_file
 
 log = logging.getLogger(__name__)
 
 TRAIN_CONFIG = "train_config.json"
+START_FILE = "started.json"  # working folder and backbone fingerprint at the start
+PATH_FIELDS = ("model", "data", "stage1_data", "stage2_data")  # TrainConfig fields that may name local paths
 RUN_CONFIG = "text2token_config.json"  # the run record
 STAGE_DIRS = {"data": "stage1", "model": "stage2", "simcse": "simcse"}
 STAGE_SUMMARY = "summary.json"
@@ -209,6 +216,46 @@ def check_not_inside(output: Path, inputs: dict[str, list], hint: str = "choose 
                                      f"must not contain its inputs; {hint}")
 
 
+# ------------------------------------------------------------------ writing
+@contextlib.contextmanager
+def writing(path):
+    """Turn a failed write under a run folder into one line naming the path and the cause (a full disk
+    stays a :class:`~text2token.errors.DiskFullError`)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        where = exc.filename if getattr(exc, "filename", None) else path
+        raise RunFolderError(f"cannot write {where} ({os_cause(exc)}): make the folder writable or choose "
+                             "another --output") from exc
+
+
+def trim_log(path: Path, last_step: int) -> int:
+    """Rewrite a stage's ``log.jsonl`` (atomically) without the records after ``last_step`` (the step of
+    the checkpoint a resume starts from; 0 when the stage restarts), and without a line a crash cut:
+    the resumed run logs those steps again, so none appears twice. Returns how many lines were dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with writing(path):
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                step = int(record["step"])
+            except (ValueError, TypeError, KeyError):
+                continue
+            if step <= last_step:
+                kept.append(line)
+        dropped = len(lines) - len(kept)
+        if dropped:
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+            log.info("%s: %d record(s) after step %d dropped (they are logged again)", path, dropped, last_step)
+    return dropped
+
+
 # ------------------------------------------------------------------ the folder
 class RunFolder:
     """A run folder on disk: its files, stages, checkpoints, lock, record and loading."""
@@ -232,6 +279,10 @@ class RunFolder:
     @property
     def record_file(self) -> Path:
         return self.path / RUN_CONFIG
+
+    @property
+    def start_file(self) -> Path:
+        return self.path / START_FILE
 
     @property
     def lock_file(self) -> Path:
@@ -296,7 +347,108 @@ class RunFolder:
         return values
 
     def write_train_config(self, values: dict) -> None:
-        atomic_write_text(self.train_config_file, json.dumps(values, indent=2))
+        with writing(self.train_config_file):
+            atomic_write_text(self.train_config_file, json.dumps(values, indent=2))
+
+    # where and on what the run started
+    def write_start(self, config) -> dict:
+        """Record the working folder and the backbone's weights fingerprint (:data:`START_FILE`)."""
+        from .backbone import backbone_fingerprint
+
+        info = {"working_folder": os.getcwd(), "backbone": backbone_fingerprint(config.model)}
+        with writing(self.start_file):
+            atomic_write_text(self.start_file, json.dumps(info, indent=1))
+        return info
+
+    def read_start(self) -> dict | None:
+        """What :meth:`write_start` recorded; ``None`` for a run started before it existed (or a damaged file,
+        with a warning)."""
+        if not self.start_file.is_file():
+            return None
+        try:
+            info = json.loads(self.start_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = None
+        if not isinstance(info, dict):
+            log.warning("cannot read %s: relative paths and the backbone are taken as they are now", self.start_file)
+            return None
+        return info
+
+    def resolve_paths(self, config):
+        """``config`` with its relative local paths (model, data) taken from the working folder the run was
+        started in, so ``--resume`` works from any folder. Names that are no path there (hub ids) stay."""
+        import dataclasses
+
+        start = self.read_start() or {}
+        base = start.get("working_folder")
+        if not isinstance(base, str) or Path(base) == Path.cwd():
+            return config
+
+        def resolved(name):
+            if not isinstance(name, str) or not name or Path(name).expanduser().is_absolute():
+                return name
+            there = Path(base) / name
+            return str(there) if there.exists() else name
+
+        changes = {}
+        for field in PATH_FIELDS:
+            value = getattr(config, field, None)
+            new = [resolved(v) for v in value] if isinstance(value, list) else resolved(value)
+            if new != value:
+                changes[field] = new
+        return dataclasses.replace(config, **changes) if changes else config
+
+    def check_backbone(self, name) -> None:
+        """Refuse to go on (``--resume``) when the backbone's weights differ from those the run started with:
+        a file added, gone, of another size, or with other first or last MiB. Only a changed modification
+        time is a warning. A run without a recorded fingerprint, or weights not on this machine, pass."""
+        from .backbone import backbone_fingerprint
+
+        recorded = (self.read_start() or {}).get("backbone")
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
+            return
+        now = backbone_fingerprint(name)
+        if now is None:
+            return  # loading it says what is wrong
+        if now.get("content") == recorded.get("content"):
+            if now.get("digest") != recorded.get("digest"):
+                log.warning("the backbone %s has new modification times since %s started, but the same sizes and "
+                            "first and last MiB: taken as the same weights", now["path"], self.path)
+            return
+        old, new = recorded["files"], now["files"]
+        changed = sorted(set(old) ^ set(new)) or sorted(
+            n for n in old if [old[n].get("bytes"), old[n].get("edges_sha256")] != [new[n]["bytes"], new[n]["edges_sha256"]])
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise RunFolderError(f"the weights of the backbone {now['path']} changed since {self.path} was started "
+                             f"({shown} differ): --resume would continue onto other weights; restore the backbone "
+                             "it started with, or start a new run with another --output")
+
+    def backbone_digest(self) -> str | None:
+        """The fingerprint of the run's backbone weights as they are now (part of the eval cache's key)."""
+        from .backbone import backbone_fingerprint
+
+        name = None
+        try:
+            record = self.read_record(check=False) if self.record_file.is_file() else None
+            if isinstance(record, dict) and isinstance(record.get("model"), dict):
+                name = record["model"].get("backbone")
+            elif self.train_config_file.is_file():
+                name = self.resolve_paths_dict(self.read_train_config()).get("model")
+        except (RunFolderError, OSError, ValueError):
+            return None
+        if not isinstance(name, str):
+            return None
+        found = backbone_fingerprint(name)
+        return found["digest"] if found else None
+
+    def resolve_paths_dict(self, values: dict) -> dict:
+        """As :meth:`resolve_paths`, for the saved TrainConfig as a dict (its ``model`` only)."""
+        start = self.read_start() or {}
+        base, model = start.get("working_folder"), values.get("model")
+        if isinstance(base, str) and isinstance(model, str) and not Path(model).is_absolute() \
+                and (Path(base) / model).exists():
+            return {**values, "model": str(Path(base) / model)}
+        return values
 
     # the record
     def read_record(self, check: bool = True) -> dict:
@@ -333,8 +485,12 @@ class RunFolder:
         if self.train_config_file.is_file():
             files[TRAIN_CONFIG] = {"bytes": self.train_config_file.stat().st_size,
                                    "sha256": sha256_file(self.train_config_file)}
+        started = self.read_start() or {}
+        if started.get("backbone"):
+            record = {**record, "backbone_fingerprint": started["backbone"]}
         record = {**record, "files": files}
-        atomic_write_text(self.record_file, json.dumps(record, indent=2))
+        with writing(self.record_file):
+            atomic_write_text(self.record_file, json.dumps(record, indent=2))
         return record
 
     def adapters(self, info: dict | None = None) -> list[Path]:
@@ -410,7 +566,7 @@ class RunFolder:
         """Save a stage's adapter to a temporary folder, mark it complete, then rename: never a half-written adapter."""
         from .files import atomic_path
 
-        with atomic_path(self.adapter_dir(stage), directory=True) as tmp:
+        with writing(self.adapter_dir(stage)), atomic_path(self.adapter_dir(stage), directory=True) as tmp:
             peft_model.save_pretrained(str(tmp))
             mark_complete(tmp, required=ADAPTER_FILES)
 
@@ -426,7 +582,8 @@ class RunFolder:
         return data if isinstance(data, dict) else None
 
     def write_stage_summary(self, stage: str, info: dict) -> None:
-        atomic_write_text(self.summary_file(stage), json.dumps(info, indent=2))
+        with writing(self.summary_file(stage)):
+            atomic_write_text(self.summary_file(stage), json.dumps(info, indent=2))
 
     def stages(self, info: dict | None = None) -> list[str]:
         """The run's stages (from its record, else from its TrainConfig)."""
@@ -485,7 +642,9 @@ class RunFolder:
         if resume:
             if not saved.is_file():
                 raise RunFolderError(f"cannot resume {run}: it holds no {TRAIN_CONFIG}")
+            self.check_writable()
             return run
+        self.check_writable()
         for name in _corpus_paths(config):
             corpus = local_path(name)
             if corpus is not None and corpus.is_dir() and _inside(run, corpus):
@@ -505,9 +664,18 @@ class RunFolder:
             self._clear()
         if check_only:
             return run
-        run.mkdir(parents=True, exist_ok=True)
+        with writing(run):
+            run.mkdir(parents=True, exist_ok=True)
         self.write_train_config(config.to_dict())
+        self.write_start(config)
         return run
+
+    def check_writable(self) -> None:
+        """Before any heavy work: the folder (or where it will be made) and its parent, which holds the
+        lock, take new files; else one line naming the path and the cause."""
+        hint = "make it writable or choose another --output"
+        check_writable(self.path, RunFolderError, directory=True, hint=hint)
+        check_writable(self.lock_file, RunFolderError, hint=hint + " (the lock file goes there)")
 
     def _check_replaceable(self) -> None:
         run = self.path

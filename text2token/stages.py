@@ -189,29 +189,14 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
 
 
 def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove):
-    from tqdm.auto import tqdm
-
-    logit_sum = torch.zeros(teacher.model.get_output_embeddings().weight.shape[0], dtype=torch.float64,
-                            device=teacher.device)
+    # this rank's blocks of texts, each one teacher batch; the teacher's forward pass shows one bar over them
     block = target_block(config)
-    blocks = dist.block_ranges(len(background_texts), block)
-    bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: background", unit="text", disable=quiet)
-    for a, b in blocks:
-        logit_sum += mean_teacher_logits(teacher, background_texts[a:b], block, show_progress=False, remove=remove)
-        bar.update(b - a)
-    bar.close()
+    logit_sum = mean_teacher_logits(teacher, background_texts, block, show_progress=not quiet, remove=remove,
+                                    blocks=dist.block_ranges(len(background_texts), block))
     background = background_distribution(dist.all_reduce_sum(logit_sum), len(background_texts))
-    targets, kept_mass = [], 1.0
-    blocks = dist.block_ranges(len(texts), block)
-    bar = tqdm(total=sum(b - a for a, b in blocks), desc="stage 2: teacher targets", unit="text", disable=quiet)
-    for a, b in blocks:
-        rows, mass = teacher_targets(teacher, texts[a:b], background, config.tau, block,
-                                     config.target_max_k, config.target_min_mass, show_progress=False,
-                                     remove=remove)
-        targets.extend(rows)
-        kept_mass = min(kept_mass, mass)
-        bar.update(b - a)
-    bar.close()
+    targets, kept_mass = teacher_targets(teacher, texts, background, config.tau, block, config.target_max_k,
+                                         config.target_min_mass, show_progress=not quiet, remove=remove,
+                                         blocks=dist.block_ranges(len(texts), block))
     targets = dist.gather_lists(targets)
     kept_mass = min(dist.gather_lists([kept_mass]))
     background = background.cpu()
@@ -267,9 +252,11 @@ def _train(config: TrainConfig, folder: RunFolder, lock, resume: bool, overwrite
     if resume:
         saved = dist.on_main(folder.read_train_config)
         config = TrainConfig.from_dict(saved, source=str(folder.train_config_file))
+        config = dist.on_main(folder.resolve_paths, config)  # relative paths: from the folder the run started in
         if dist.on_main(lambda: folder.is_finished() and all(folder.stage_finished(s) for s in config.stages)):
             log.warning("%s already finished training: nothing to resume", run)  # its record stays as it is
             return run
+        dist.on_main(folder.check_backbone, config.model)  # never onto other weights than the run started with
     # what a later load needs, taken now: a relative local backbone path holds from any folder
     backbone = backbone_reference(config.model)
     world_size = dist.world_size()

@@ -32,7 +32,7 @@ from .precision import resolve as resolve_precision
 # these names stay importable from here
 from .runfolder import (ADAPTER_FILE, CHECKPOINTS, COMPLETE_FILE, STAGE_LOG, _checkpoints, complete_checkpoints,  # noqa: F401
                         is_complete, kept_checkpoint_note, last_checkpoint, last_verified_checkpoint,
-                        mark_complete, remove_incomplete_checkpoints, remove_old_checkpoints)
+                        mark_complete, remove_incomplete_checkpoints, remove_old_checkpoints, trim_log)
 
 
 class TargetDataset(torch.utils.data.Dataset):
@@ -223,7 +223,10 @@ class JsonlLog(TrainerCallback):
                     f.write(json.dumps(record) + "\n")
             except OSError as exc:
                 if not is_disk_full(exc, self.path.parent):
-                    raise
+                    from .files import os_cause
+
+                    raise RunFolderError(f"cannot write {self.path} at step {state.global_step} ({os_cause(exc)}); "
+                                         f"training stopped. {kept_checkpoint_note(args.output_dir)}") from exc
                 raise DiskFullError(f"disk full while writing {self.path} at step {state.global_step}; training "
                                     f"stopped; free some space. {kept_checkpoint_note(args.output_dir)}") from exc
 
@@ -430,5 +433,7 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
         checkpoint = last_verified_checkpoint(stage_dir / CHECKPOINTS, remove_damaged=trainer.args.should_save)
         if trainer.args.should_save:
             remove_incomplete_checkpoints(stage_dir / CHECKPOINTS)
+            # the steps after the checkpoint are trained (and logged) again: their old records go
+            trim_log(stage_dir / STAGE_LOG, int(checkpoint.name.split("-", 1)[1]) if checkpoint else 0)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return peft_model, trainer

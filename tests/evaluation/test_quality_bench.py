@@ -3,23 +3,17 @@ shortcuts (reuse of an identical run, stage 2 on the main run's stage 1, checkpo
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-from pathlib import Path
 
 import pytest
 
 from t2t_testdata import SENTENCES
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
-
 
 @pytest.fixture()
 def quality():
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.quality")  # the package, from the repository root (make test)
 
 
 def test_quality_experiment_tiny(quality, tiny_llama, data_dir, tmp_path, capsys):

@@ -3,25 +3,18 @@ reuse of a finished run, the merged scores of one row scored twice, the table an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+import yaml
+
+from bench import recipes as bench  # the package, from the repository root (make test)
 from t2t_testdata import SENTENCES
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "recipes.py"
 RECIPES = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_recipes", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
-    bench = load_bench()
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES * 3) + "\n")
     work = tmp_path / "work"
@@ -35,7 +28,9 @@ def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
                        "--tasks", "TinySTS", "TinyClusters"]) == 0
     rows = {r["name"]: r for r in bench.latest_rows(work / "rows.jsonl", None)}
     assert set(rows["joint"]["scores"]) == {"TinySTS", "TinyClusters"} and rows["joint"]["texts_seen"] == 8
-    assert rows["joint"]["hyperparameters"]["contrastive_weight"] == 1.0 and rows["base"]["train_seconds"] == 0
+    recipe = yaml.safe_load((RECIPES / "default.yaml").read_text())  # contrastive weight 3 since 6751b95
+    assert rows["joint"]["hyperparameters"]["contrastive_weight"] == recipe["contrastive_weight"] == 3.0
+    assert rows["base"]["train_seconds"] == 0
     assert all(-100 <= v <= 100 for r in rows.values() for v in r["scores"].values())
     capsys.readouterr()
     bench.main(["--table", "--work", str(work)])

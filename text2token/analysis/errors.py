@@ -1,13 +1,8 @@
-"""Errors of the analysis subpackage; all are user errors the CLI reports in one line."""
+"""Errors of the analysis subpackage (defined in :mod:`text2token.errors`, re-exported here); all are
+user errors the CLI reports in one line."""
 
 from __future__ import annotations
 
-from ..errors import DataError, Text2TokenError
+from ..errors import AnalysisDataError, AnalysisError
 
-
-class AnalysisError(Text2TokenError):
-    """An analysis cannot run as asked (bad option, model or output folder)."""
-
-
-class AnalysisDataError(DataError, AnalysisError):
-    """The texts or the task folder of an analysis are missing, empty or malformed."""
+__all__ = ["AnalysisDataError", "AnalysisError"]

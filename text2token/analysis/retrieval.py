@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model import embed, vocab_logits
 from .errors import AnalysisDataError, AnalysisError
 from .tokens import vocab_size
 
@@ -39,40 +38,23 @@ MODES = ("dense", "sparse", "hybrid")
 REPORTED = ("ndcg_at_10", "recall_at_100", "mrr_at_10")
 
 
-@torch.inference_mode()
 def encode_views(model, texts: list[str], sparse_k: int = 64, batch_size: int = 32,
                  show_progress: bool | None = None):
     """``(dense float32 [n, dim], sparse csr [n, vocab])`` of texts in one forward pass each.
 
-    The dense rows are bit-identical to ``model.encode(texts, batch_size)`` (same batches, same code),
-    the sparse ones to ``model.encode(texts, batch_size, output="sparse", sparse_k=sparse_k)``.
+    Both come from the model's one forward pass (:meth:`Text2TokenModel.collect`) with ``encode``'s own
+    batches and precision, so the dense rows are bit-identical to ``model.encode(texts, batch_size)`` and
+    the sparse ones to ``model.encode(texts, batch_size, output="sparse", sparse_k=sparse_k)``
+    (:func:`text2token.model.sparse_matrix` builds both).
     """
-    import scipy.sparse
-    from tqdm.auto import tqdm
+    from ..model import sparse_matrix
 
     if not isinstance(sparse_k, int) or sparse_k < 1:
         raise AnalysisError(f"sparse_k must be a positive integer, got {sparse_k!r}")
     texts = ["" if t is None else str(t) for t in texts]
-    vocab = vocab_size(model)
-    k = min(sparse_k, vocab)
-    dense = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
-    ids = np.zeros((len(texts), k), dtype=np.int64)
-    weights = np.zeros((len(texts), k), dtype=np.float32)
-    model.model.eval()
-    if show_progress is None:
-        show_progress = len(texts) > 4 * batch_size
-    bar = tqdm(total=len(texts), desc="encode", unit="text", disable=not show_progress)
-    for index, batch in model.batches(texts, batch_size):
-        e = embed(model.model, batch, model.pooling)
-        values, top = torch.softmax(vocab_logits(model.model, e), dim=-1).topk(k, dim=-1)
-        dense[index] = e.float().cpu().numpy()
-        ids[index], weights[index] = top.cpu().numpy(), values.float().cpu().numpy()
-        bar.update(len(index))
-    bar.close()
-    sparse = scipy.sparse.csr_matrix((weights.ravel(), ids.ravel(), np.arange(0, ids.size + 1, k)),
-                                     shape=(len(texts), vocab), dtype=np.float32)
-    sparse.sort_indices()
-    return dense, sparse
+    views = model.collect(texts, batch_size, dense=True, top_k=sparse_k, autocast=model.precision == "bf16",
+                          show_progress=show_progress)
+    return views["dense"], sparse_matrix(views["top_ids"], views["top_probs"], vocab_size(model))
 
 
 def _min_max(scores: np.ndarray) -> np.ndarray:

@@ -22,9 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from ..model import causal_lm, embed, vocab_logits
 from .errors import AnalysisError
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
@@ -32,38 +30,19 @@ DEFAULT_KS = (1, 5, 10, 20, 50)
 
 def vocab_size(model) -> int:
     """Rows of the model's LM head (the width of p(· | x))."""
-    return int(causal_lm(model.model).get_output_embeddings().weight.shape[0])
+    return model.vocab_size
 
 
-@torch.inference_mode()
 def top_token_ids(model, texts: list[str], k: int, batch_size: int = 32,
                   show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """top-k(x) of each text: ``(ids int64 [n, k], probabilities float32 [n, k])``, in input order.
 
-    Computed batch by batch, so the full distribution of many texts is never held at once.
-    ``k`` is capped at the vocabulary size.
+    Computed batch by batch (:meth:`Text2TokenModel.top_token_ids`, the model's one forward pass), so the
+    full distribution of many texts is never held at once. ``k`` is capped at the vocabulary size.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(k, int) or k < 1:
         raise AnalysisError(f"k must be a positive integer, got {k!r}")
-    texts = ["" if t is None else str(t) for t in texts]
-    k = min(k, vocab_size(model))
-    ids = np.zeros((len(texts), k), dtype=np.int64)
-    probs = np.zeros((len(texts), k), dtype=np.float32)
-    if not texts:
-        return ids, probs
-    model.model.eval()
-    if show_progress is None:
-        show_progress = len(texts) > 4 * batch_size
-    bar = tqdm(total=len(texts), desc="top tokens", unit="text", disable=not show_progress)
-    for index, batch in model.batches(texts, batch_size):
-        p = torch.softmax(vocab_logits(model.model, embed(model.model, batch, model.pooling)), dim=-1)
-        values, top = p.topk(k, dim=-1)
-        ids[index], probs[index] = top.cpu().numpy(), values.cpu().numpy()
-        bar.update(len(index))
-    bar.close()
-    return ids, probs
+    return model.top_token_ids(texts, k, batch_size, show_progress, desc="top tokens")
 
 
 class TextTokens:

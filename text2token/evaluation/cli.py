@@ -95,6 +95,12 @@ def run_eval(args: argparse.Namespace) -> int:
         resolve_published(compare, compare_results)
     if mteb_results and Path(mteb_results).exists() and not Path(mteb_results).is_dir():
         raise EvalError(f"{mteb_results}: --mteb-results must be a folder")
+    if args.output:  # before any evaluation: a folder, a parent that is a file, a read-only folder
+        from ..files import writable_problem
+
+        problem = writable_problem(Path(args.output))
+        if problem:
+            raise EvalError(f"--output: {problem}")
     if not args.quiet:
         print(describe(resolve(args.precision), args.precision), file=sys.stderr)
     results = evaluate(
@@ -124,12 +130,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
         results = add_published(results, compare, compare_results)
     if args.output:
+        from ..errors import DiskFullError
+        from ..files import atomic_write_text, os_cause
+
         path = Path(args.output)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        try:  # a temporary file in the same folder, fsync, rename: a failed write keeps the previous results
+            atomic_write_text(path, json.dumps(results, indent=1) + "\n")
+        except DiskFullError:
+            raise
         except OSError as error:
-            raise EvalError(f"{path}: cannot write results ({error.strerror})") from None
+            raise EvalError(f"{path}: cannot write results ({os_cause(error)})") from None
     print(format_table(results))
     return 0
 

@@ -104,7 +104,7 @@ class ModelRef:
 
     def identity(self) -> dict[str, Any]:
         local = Path(self.spec).expanduser()
-        return {
+        identity = {
             "model": str(local.resolve()) if local.exists() else self.spec,
             "pooling": self.pooling,
             "attention": self.attention,
@@ -112,6 +112,10 @@ class ModelRef:
             "precision": self.precision,
             "files": files_fingerprint(self.spec),
         }
+        backbone = run_backbone_fingerprint(local)
+        if backbone is not None:  # a run folder: its backbone's weights are part of the model
+            identity["backbone"] = backbone
+        return identity
 
     def load(self) -> EmbeddingModel:
         if self.is_sentence_transformers:
@@ -154,6 +158,19 @@ def files_fingerprint(spec: str) -> str:
         stat = file.stat()
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def run_backbone_fingerprint(path: Path) -> str | None:
+    """For a text2token run folder, the cheap fingerprint of its backbone's weights as they are now (sizes,
+    modification times, first and last MiB; see :meth:`text2token.runfolder.RunFolder.backbone_digest`),
+    so a score cached before the backbone changed is not served; ``None`` for anything else."""
+    if not path.is_dir() or not ((path / "text2token_config.json").is_file() or (path / "train_config.json").is_file()):
+        return None
+    try:
+        from text2token.runfolder import RunFolder
+    except ImportError:  # pragma: no cover - the evaluation package without the core
+        return None
+    return RunFolder(path).backbone_digest()
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:

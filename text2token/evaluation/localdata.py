@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +42,9 @@ from typing import Any
 
 from .errors import EvalDataError
 
+log = logging.getLogger(__name__)
 DATA_DIR_ENV = "TEXT2TOKEN_DATA_DIR"
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data" / "evalsuite"
-
-TASK_TYPES = ("Classification", "Clustering", "PairClassification", "Reranking", "Retrieval", "STS", "Summarization")
 
 _NUMBER = "number"
 _TEXT = "text"
@@ -135,8 +136,12 @@ class TaskFolder:
     def read(self) -> dict[str, list[dict[str, Any]]]:
         """Every file of the task, checked line by line: ``{"test": [...], "train": [...], ...}``."""
         check = _ROW_CHECKS.get(self.type)
-        return {split: read_jsonl(path, _SCHEMAS[self.type][split], split, check)
+        rows = {split: read_jsonl(path, _SCHEMAS[self.type][split], split, check)
                 for split, path in self.files.items()}
+        whole = _TASK_CHECKS.get(self.type)
+        if whole is not None:
+            whole(self, rows)
+        return rows
 
 
 def find_task_folder(data_dir: Path | None, name: str) -> TaskFolder | None:
@@ -188,8 +193,9 @@ def read_jsonl(path: Path, schema: dict[str, str], split: str = "",
         raise EvalDataError(f"{path}: file not found")
     rows = []
     seen_ids: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = _decode(path, lineno, raw)
             if not line.strip():
                 continue
             row = _check_row(path, lineno, _parse_line(path, lineno, line), schema, split)
@@ -216,9 +222,19 @@ def _parse_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
     return row
 
 
+def _decode(path: Path, lineno: int, raw: bytes) -> str:
+    """A line of a task file as text; bytes that are not UTF-8 are one error naming the file, line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise EvalDataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte "
+                            f"{error.start + 1} of the line); task files must be UTF-8") from None
+
+
 def _first_row(path: Path) -> tuple[int, dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            line = _decode(path, lineno, raw)
             if line.strip():
                 return lineno, _parse_line(path, lineno, line)
     raise EvalDataError(f"{path}: file is empty")
@@ -234,6 +250,9 @@ def _check_row(path: Path, lineno: int, row: dict[str, Any], schema: dict[str, s
             raise EvalDataError(f"{path}:{lineno}: missing field '{field}' (a line needs {', '.join(schema)})")
         value = row[field]
         if not _is_kind(value, kind):
+            if kind in (_NUMBER, _NUMBERS) and _is_kind(value, "any number" if kind == _NUMBER else "any numbers"):
+                raise EvalDataError(f"{path}:{lineno}: field '{field}' must be finite, got {value!r} (NaN and "
+                                    "infinity are no scores)")
             raise EvalDataError(f"{path}:{lineno}: field '{field}' must be {_KIND_NAMES[kind]}, got {value!r}")
         out[field] = str(value) if kind == _ID else value
     return out
@@ -253,8 +272,12 @@ _KIND_NAMES = {
 def _is_kind(value: Any, kind: str) -> bool:
     if kind == _TEXT:
         return isinstance(value, str)
-    if kind == _NUMBER:
+    if kind == _NUMBER:  # json reads NaN and Infinity: never a score
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "any number":
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "any numbers":
+        return isinstance(value, list) and all(_is_kind(v, "any number") for v in value)
     if kind == "binary":
         return value in (0, 1) and not isinstance(value, float)
     if kind == _TEXTS:
@@ -277,6 +300,39 @@ def _check_summarization_row(row: dict[str, Any]) -> str | None:
 
 # Checks of a whole row beyond its fields' kinds, per task type.
 _ROW_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"Summarization": _check_summarization_row}
+
+
+def _check_classes(folder: TaskFolder, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """A classifier needs at least two labels to learn from."""
+    labels = {row["label"] for row in rows["train"]}
+    if len(labels) < 2:
+        raise EvalDataError(f"{folder.files['train']}: {len(labels)} label ({', '.join(map(repr, labels))}); a "
+                            "classification task needs at least two")
+
+
+def _check_qrels(folder: TaskFolder, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Judgements that name documents missing from the corpus score as misses: a warning with their count;
+    an error when no judgement at all points into the corpus (every score would be 0)."""
+    corpus = {doc["id"] for doc in rows["corpus"]}
+    outside = [row for row in rows["qrels"] if row["did"] not in corpus]
+    if not outside:
+        return
+    qrels = folder.files["qrels"]
+    inside_queries = {row["qid"] for row in rows["qrels"] if row["did"] in corpus}
+    if not inside_queries:
+        raise EvalDataError(f"{qrels}: none of its {len(rows['qrels'])} judgement(s) names a document of "
+                            f"{folder.files['corpus'].name} (first: {outside[0]['did']!r}); the corpus and "
+                            "the judgements do not belong together")
+    lost = {row["qid"] for row in outside} - inside_queries
+    log.warning("%s: %d of %d judgement(s) name documents not in %s (for example %r); they count as misses%s",
+                qrels, len(outside), len(rows["qrels"]), folder.files["corpus"].name, outside[0]["did"],
+                f", and {len(lost)} quer{'y has' if len(lost) == 1 else 'ies have'} no judged document in the "
+                "corpus" if lost else "")
+
+
+# Checks of a whole task (across its rows and files), per task type.
+_TASK_CHECKS: dict[str, Callable[[TaskFolder, dict[str, list[dict[str, Any]]]], None]] = {
+    "Classification": _check_classes, "Retrieval": _check_qrels}
 
 
 def _manifest(data_dir: Path) -> dict[str, Any]:

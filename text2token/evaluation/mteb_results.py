@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +143,6 @@ def write_mteb_results(results: dict[str, Any], folder: str | os.PathLike[str]) 
     :func:`~text2token.evaluation.published.add_published`) and cut tasks are skipped.
     """
     from mteb.cache import ResultCache
-    from mteb.results import TaskResult
 
     root = Path(folder).expanduser()
     if root.exists() and not root.is_dir():
@@ -153,6 +153,27 @@ def write_mteb_results(results: dict[str, Any], folder: str | os.PathLike[str]) 
         raise EvalError(f"{root}: cannot create the mteb results folder ({error.strerror})") from None
     tasks = {t["name"]: t for t in results["tasks"]}
     written = []
+    # mteb writes each file in place: it writes into a staging folder under ``root`` here, and each file is
+    # then flushed and renamed into place, so a failed write (a full disk) never leaves a truncated result
+    import tempfile
+
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".text2token-staging-", dir=root))
+    except OSError as error:
+        raise EvalError(f"{root}: cannot write mteb results ({error.strerror})") from None
+    try:
+        _write_results(results, tasks, cache, ResultCache(staging), root, written)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def _write_results(results: dict[str, Any], tasks: dict[str, Any], cache: Any, staged_cache: Any, root: Path,
+                   written: list[Path]) -> None:
+    from mteb.results import TaskResult
+
+    from ..files import fsync_tree, os_cause
+
     for model in results["models"]:
         if model.get("source") == "published":
             continue
@@ -168,12 +189,22 @@ def write_mteb_results(results: dict[str, Any], folder: str | os.PathLike[str]) 
                 scores=entry["scores"],
                 evaluation_time=entry.get("evaluation_time"),
             )
+            final = cache.get_task_result_path(entry["task"], meta)
+            staged = staged_cache.get_task_result_path(entry["task"], meta)
             try:
-                cache.save_to_cache(task_result, meta)
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                settings = final.parent / "run_settings.jsonl"
+                if settings.is_file():  # mteb merges into the one there
+                    shutil.copy2(settings, staged.parent / settings.name)
+                staged_cache.save_to_cache(task_result, meta)
+                fsync_tree(staged.parent)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                for file in sorted(staged.parent.iterdir()):
+                    os.replace(file, final.parent / file.name)
             except OSError as error:
-                raise EvalError(f"{root}: cannot write mteb results ({error.strerror})") from None
-            written.append(cache.get_task_result_path(entry["task"], meta))
-    return written
+                raise EvalError(f"{root}: cannot write mteb results ({os_cause(error)}); what was there is kept") \
+                    from None
+            written.append(final)
 
 
 def _fallback_description(model: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from ..backbone import ATTENTION_MODES as ATTENTIONS, user_cache_dir
+from ..pooling import POOLINGS
 from .errors import EvalError
 from .localdata import resolve_data_dir
 from .tasks import FULL, TaskCut, TaskSpec, resolve_benchmark, resolve_tasks
@@ -29,16 +31,13 @@ from .tasks import FULL, TaskCut, TaskSpec, resolve_benchmark, resolve_tasks
 RESULTS_FORMAT = "text2token-eval/1"
 CACHE_VERSION = 1  # bump when the way a task is built or scored changes
 CACHE_ENV = "TEXT2TOKEN_EVAL_CACHE"
-POOLINGS = ("mean", "last")
-ATTENTIONS = ("causal", "bidirectional")
 
 
 def default_cache_dir() -> Path:
     """$TEXT2TOKEN_EVAL_CACHE, else $XDG_CACHE_HOME/text2token/eval, else ~/.cache/text2token/eval."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "text2token" / "eval"
+    return user_cache_dir() / "eval"
 
 
 class ScoreCache:
@@ -55,19 +54,44 @@ class ScoreCache:
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.folder / f"{key}.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["entry"]
+            entry = json.loads(path.read_text(encoding="utf-8"))["entry"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if not isinstance(entry, dict):
+            return None
+        if "main_score" in entry and not _finite(entry["main_score"]):
+            return None  # written by an older version that cached NaN: computed again
+        return entry
+
+    def check_writable(self) -> None:
+        """Before any evaluation: the cache folder can be made and takes new files (one line if not)."""
+        from ..files import writable_problem
+
+        problem = writable_problem(self.folder, directory=True)
+        if problem:
+            raise EvalError(f"{problem}: the score cache cannot be written there; pass another --cache-dir "
+                            "or --no-cache")
 
     def put(self, key: str, entry: dict[str, Any], identity: dict[str, Any]) -> None:
+        from ..errors import DiskFullError
+        from ..files import atomic_write_text, os_cause
+
+        text = json.dumps({"identity": identity, "entry": entry}, indent=1)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps({"identity": identity, "entry": entry}, indent=1), encoding="utf-8")
-            os.replace(tmp, self.folder / f"{key}.json")
+            atomic_write_text(self.folder / f"{key}.json", text)  # temporary file, fsync, rename
+        except DiskFullError as error:
+            raise EvalError(f"{self.folder}: cannot write the score cache ({error}); pass another --cache-dir "
+                            "or --no-cache") from None
         except OSError as error:
-            raise EvalError(f"{self.folder}: cannot write the score cache ({error.strerror}); "
+            raise EvalError(f"{self.folder}: cannot write the score cache ({os_cause(error)}); "
                             "pass another --cache-dir or --no-cache") from None
+
+
+def _finite(value: Any) -> bool:
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def evaluate(
@@ -117,6 +141,8 @@ def evaluate(
         raise EvalError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     refs = _model_refs(models, pooling, attention, max_length, resolve(precision))
     cache = ScoreCache(cache_dir or default_cache_dir()) if use_cache else None
+    if cache is not None:
+        cache.check_writable()
 
     task_ids = {spec.name: _task_identity(spec) for spec in specs}
     model_ids = [_model_identity(ref) for ref in refs]
@@ -139,6 +165,10 @@ def evaluate(
                         encoder = _encoder(ref, model_id)
                         _remember_description(cache, ref, model_id, encoder.model)
                     entry = {"model": _label(ref), "precision": _precision(ref), **_run(encoder, spec, batch_size)}
+                    if not _finite(entry["main_score"]):  # never cached, never printed as a number
+                        raise EvalError(f"task {spec.name}, model {_label(ref)}: the main score "
+                                        f"({entry['main_score_name']}) is {entry['main_score']}, not a number; the "
+                                        "model's embeddings are constant or not finite, or the task's scores are")
                     if key:
                         cache.put(key, entry, {"model": model_id, "task": task_ids[spec.name]})
                     score, seconds = 100 * entry["main_score"], entry["evaluation_time"]

@@ -47,46 +47,48 @@ def sparsify(target: torch.Tensor, max_k: int = 64, min_mass: float = 1 - 1e-6):
 
 @torch.inference_mode()
 def mean_teacher_logits(teacher, texts: list[str], batch_size: int = 32, show_progress: bool = True,
-                        remove: torch.Tensor | None = None) -> torch.Tensor:
-    """Sum of the teacher's logits W_lm e_1(x) over texts (``[V]`` fp64); ``remove``: see ``vocab_logits``."""
-    from tqdm.auto import tqdm
+                        remove: torch.Tensor | None = None, blocks=None) -> torch.Tensor:
+    """The *sum* (not the mean) of the teacher's logits W_lm e_1(x) over texts: ``[V]`` fp64 on the
+    teacher's device (zeros for no texts); divide by the count with :func:`background_distribution`.
 
-    from ..model import embed, vocab_logits
-
+    ``remove``: see ``vocab_logits``. ``blocks``: the ``(start, stop)`` ranges of ``texts`` to run, each
+    batched on its own (see :meth:`Text2TokenModel.forward`); ``None``: all texts."""
     total = None
-    bar = tqdm(total=len(texts), desc="stage 2: background", unit="text", disable=not show_progress)
-    for _, batch in teacher.batches(texts, batch_size):
-        logits = vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling), remove).double().sum(0)
+    for step in teacher.forward(texts, batch_size, vocab="logits", remove=remove, blocks=blocks,
+                                show_progress=show_progress, desc="stage 2: background"):
+        logits = step.logits.double().sum(0)
         total = logits if total is None else total + logits
-        bar.update(batch["input_ids"].shape[0])
-    bar.close()
+    if total is None:
+        return torch.zeros(teacher.vocab_size, dtype=torch.float64, device=teacher.device)
     return total
 
 
 def background_distribution(logit_sum: torch.Tensor, count: int) -> torch.Tensor:
-    """b = softmax(mean teacher logits)."""
+    """b = softmax(mean teacher logits), from their sum over ``count`` texts."""
     return torch.softmax((logit_sum / count).double(), dim=-1).float()
 
 
 @torch.inference_mode()
 def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: float, batch_size: int = 32,
                     max_k: int = 64, min_mass: float = 1 - 1e-6, show_progress: bool = True,
-                    remove: torch.Tensor | None = None):
-    """Sparse q_M for each text, in input order, and the smallest mass kept in any row."""
-    from tqdm.auto import tqdm
+                    remove: torch.Tensor | None = None, blocks=None):
+    """Sparse q_M for each text, in input order, and the smallest mass kept in any row.
 
-    from ..model import embed, vocab_logits
-
-    targets: list = [None] * len(texts)
+    ``blocks``: only the texts of these ``(start, stop)`` ranges, each batched on its own; the targets
+    come in the order of the ranges."""
+    blocks = [(0, len(texts))] if blocks is None else [(int(a), int(b)) for a, b in blocks]
+    position = np.full(len(texts), -1, dtype=np.int64)  # a text's place among the returned targets
+    count = 0
+    for a, b in blocks:
+        position[a:b] = np.arange(count, count + b - a)
+        count += b - a
+    targets: list = [None] * count
     kept = 1.0
-    bar = tqdm(total=len(texts), desc="stage 2: teacher targets", unit="text", disable=not show_progress)
     background = background.to(teacher.device)
-    for index, batch in teacher.batches(texts, batch_size):
-        probs = torch.softmax(vocab_logits(teacher.model, embed(teacher.model, batch, teacher.pooling), remove), dim=-1)
-        rows, mass = sparsify(model_derived_target(probs, background, tau), max_k=max_k, min_mass=min_mass)
+    for step in teacher.forward(texts, batch_size, vocab="probs", remove=remove, blocks=blocks,
+                                show_progress=show_progress, desc="stage 2: teacher targets"):
+        rows, mass = sparsify(model_derived_target(step.probs, background, tau), max_k=max_k, min_mass=min_mass)
         kept = min(kept, mass)
-        for i, row in zip(index, rows):
-            targets[i] = row
-        bar.update(len(index))
-    bar.close()
+        for i, row in zip(step.index, rows):
+            targets[position[i]] = row
     return targets, kept
