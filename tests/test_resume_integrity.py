@@ -257,3 +257,21 @@ def test_a_failed_write_into_the_backbone_cache_is_one_line(tmp_path, monkeypatc
     with pytest.raises(BackboneError, match=r"cannot write the backbone cache .*tiny-[0-9a-f]{12} \(Permission "
                                             r"denied\): set \$TEXT2TOKEN_CACHE"):
         resolve_backbone(str(gguf))
+
+
+def test_a_streaming_encode_resumes_only_onto_the_same_backbone_weights(tmp_path):
+    """encode's resume key of a run folder includes its backbone's fingerprint: changed weights start over."""
+    from text2token.cli import _model_key
+
+    backbone = tmp_path / "backbone"
+    backbone.mkdir()
+    (backbone / "config.json").write_text("{}")
+    weights = backbone / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 4096)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "text2token_config.json").write_text(json.dumps({"model": {"backbone": str(backbone)}}))
+    before = _model_key(str(run))
+    assert before == _model_key(str(run)) and "+backbone:" in before
+    weights.write_bytes(bytes(reversed(range(256))) * 4096)  # same size, other content
+    assert _model_key(str(run)) != before

@@ -300,7 +300,12 @@ def _model_key(name: str | None) -> str:
     from .runfolder import RUN_CONFIG
 
     stamp = [f for f in (path / RUN_CONFIG, path / "config.json", path) if f.exists()][0]
-    return f"{path.resolve()}@{stamp.stat().st_mtime_ns}"
+    key = f"{path.resolve()}@{stamp.stat().st_mtime_ns}"
+    if (path / RUN_CONFIG).is_file():  # a run folder: its backbone's weights are part of the model too
+        from .runfolder import RunFolder
+
+        key += f"+backbone:{RunFolder(path).backbone_digest()}"
+    return key
 
 
 def _add_demo(sub):
