@@ -180,7 +180,8 @@ def write_json(rows: list[dict], path: Path, default: list[str]) -> None:
                     "is_default": r["name"] in default, "pooling": r["pooling"], "train_seconds": r["train_seconds"],
                     "texts_seen": r["texts_seen"], "scores": r["scores"],
                     "quick_mean": mean(quick) if len(quick) == len(QUICK) else None,
-                    "all_mean": mean(r["scores"].values()), "precision": r.get("precision")})
+                    "all_mean": mean(r["scores"].values()), "n_tasks": len(r["scores"]),  # all_mean: over these
+                    "precision": r.get("precision")})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 

@@ -42,4 +42,5 @@ def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
     assert [r["name"] for r in written] == ["joint", "base"] and written[0]["is_default"] is True
     joint = written[0]
     assert joint["all_mean"] == round(sum(joint["scores"].values()) / 2, 2) and joint["quick_mean"] is None
+    assert joint["n_tasks"] == 2
     assert joint["recipe"].endswith("default.yaml") and written[1]["recipe"] is None
