@@ -24,6 +24,7 @@ R jointD33-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=
 # second session (2026-12-02): the contrastive weight, then every other local task for the finalists
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw6 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=6.0 --tasks $T --cut SICK-R=2000
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $X
