@@ -414,20 +414,24 @@ def _clustering(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
 
 def _retrieval(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
     """mteb's retrieval split: corpus, queries (those with a judgement, as mteb's loader keeps), qrels."""
-    from datasets import Dataset
-
     relevant: dict[str, dict[str, int]] = {}
     for r in rows["qrels"]:
         relevant.setdefault(r["qid"], {})[r["did"]] = int(r["score"])
     queries = [q for q in rows["queries"] if q["id"] in relevant]
     if not queries:
         raise EvalDataError(f"{task.metadata.name}: no query of queries.jsonl has a judgement in qrels.jsonl")
-    corpus = rows["corpus"]
+    return _retrieval_split(rows["corpus"], queries, relevant, None)
+
+
+def _retrieval_split(corpus: list[dict], queries: list[dict], relevant: dict, top_ranked: dict | None) -> Any:
+    """mteb 2's test split of a retrieval task (reranking: with each query's candidates as ``top_ranked``)."""
+    from datasets import Dataset
+
     return {"test": {
         "corpus": Dataset.from_dict({k: [d[k] for d in corpus] for k in ("id", "title", "text")}),
         "queries": Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text")}),
         "relevant_docs": relevant,
-        "top_ranked": None,
+        "top_ranked": top_ranked,
     }}
 
 
@@ -436,8 +440,6 @@ def _reranking(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
     layout builds it (``AbsTaskReranking.transform_old_dataset_format``): ids ``{split}_query{i}`` with ``i``
     counted over the kept rows, candidates ``apositive_...``/``negative_...`` (positives first, which only
     matters for ties), relevance 1 and 0, and each query's candidates as its ``top_ranked`` list."""
-    from datasets import Dataset
-
     kept = [r for r in rows["test"] if r["positive"] and r["negative"]]
     if not kept:
         raise EvalDataError(f"{task.metadata.name}: no line of test.jsonl has both a positive and a negative "
@@ -454,12 +456,7 @@ def _reranking(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
             corpus.append({"id": did, "title": "", "text": text})
             relevant.setdefault(qid, {})[did] = relevance
             top_ranked.setdefault(qid, []).append(did)
-    return {"test": {
-        "corpus": Dataset.from_dict({k: [d[k] for d in corpus] for k in ("id", "title", "text")}),
-        "queries": Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text")}),
-        "relevant_docs": relevant,
-        "top_ranked": top_ranked,
-    }}
+    return _retrieval_split(corpus, queries, relevant, top_ranked)
 
 
 def _summarization(task: Any, rows: dict[str, list[dict[str, Any]]]) -> Any:
