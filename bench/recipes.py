@@ -33,6 +33,10 @@ def parse(argv):
     p.add_argument("--untrained", action="store_true", help="score the base model (no training)")
     p.add_argument("--model", default=None, help="backbone of an untrained row (default: the embedded SmolLM2)")
     p.add_argument("--pooling", default=None, help="pooling of an untrained row")
+    p.add_argument("--of", metavar="ROW", help="score the finished run of row ROW (no training) under this row's name, "
+                   "with --adapter-scale")
+    p.add_argument("--adapter-scale", type=float, default=None, metavar="S",
+                   help="load the run with this weight-space interpolation toward its base (TrainConfig.adapter_scale)")
     p.add_argument("--tasks", nargs="+", default=None, help="task names (default: the quick suite)")
     p.add_argument("--benchmark", default=None, help="quick or all-local instead of --tasks")
     p.add_argument("--max-samples", type=int, default=None, help="cut tasks (a cheap proxy)")
@@ -98,7 +102,11 @@ def main(argv=None) -> int:
     if args.untrained:
         model, seconds, seen, pooling, hyper = (args.model or "smollm2-135m-instruct"), 0.0, 0, args.pooling, None
     else:
-        run, record = train(args, work)
+        if args.of:
+            run = work / args.of
+            record = json.loads((run / "text2token_config.json").read_text())
+        else:
+            run, record = train(args, work)
         from text2token.memory import release_memory
 
         release_memory()
@@ -118,10 +126,15 @@ def main(argv=None) -> int:
     for (max_samples, max_doc_chars), group in groups.items():
         results = evaluate(model, group, benchmark=args.benchmark if group is None else None, data_dir=args.data_dir,
                            cache_dir=work / "eval-cache", pooling=args.pooling if args.untrained else None,
-                           max_samples=max_samples, max_doc_chars=max_doc_chars)
+                           max_samples=max_samples, max_doc_chars=max_doc_chars, adapter_scale=args.adapter_scale)
         scores.update({r["task"]: round(100 * r["main_score"], 2) for r in results["results"]})
         precision = results["results"][0].get("precision")
-    row = {"name": args.name, "recipe": args.recipe, "overrides": overrides(args.set), "pooling": pooling or "mean",
+    row_overrides = overrides(args.set)
+    if args.adapter_scale is not None:
+        row_overrides["adapter_scale"] = args.adapter_scale
+    if args.of:
+        row_overrides["of"] = args.of
+    row = {"name": args.name, "recipe": args.recipe, "overrides": row_overrides, "pooling": pooling or "mean",
            "train_seconds": seconds, "texts_seen": seen, "scores": scores, "cuts": {**cuts, "SciFact": "1000 docs x 1000 chars"},
            "precision": precision, "eval_seconds": round(time.time() - started, 1),
            "hyperparameters": hyper, "date": time.strftime("%Y-%m-%d %H:%M")}

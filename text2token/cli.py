@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -110,17 +111,18 @@ def config_overrides(args) -> dict:
     return values
 
 
-MODEL_FLAGS = ("pooling", "attention", "max_length")  # TrainConfig fields a loaded model's settings override
+MODEL_FLAGS = ("pooling", "attention", "max_length", "adapter_scale")  # TrainConfig fields a loaded model's settings override
 
 
 def add_model_flags(parser) -> None:
-    """``--pooling``, ``--attention``, ``--max-length``: override a run's (or a base LM's) own settings, checked
+    """``--pooling``, ``--attention``, ``--max-length``, ``--adapter-scale``: override a run's (or a base LM's) own
+    settings, checked
     by the TrainConfig fields' rules (a bad value is a one-line usage error); not given: ``None``."""
     from .config import config_fields
 
     fields = config_fields()
     for name in MODEL_FLAGS:
-        parser.add_argument(_flag(name), type=_checked(name), metavar="N" if name == "max_length" else None,
+        parser.add_argument(_flag(name), type=_checked(name), metavar={"max_length": "N", "adapter_scale": "SCALE"}.get(name),
                             help=_field_help(fields[name], override=True))
 
 
@@ -168,7 +170,8 @@ def cmd_train(args) -> int:
         _check_resume_flags(args, overrides)
         from .stages import train
 
-        run = train(TrainConfig(output=args.resume), resume=True)
+        with _resumable_on_write_error(args.resume):
+            run = train(TrainConfig(output=args.resume), resume=True)
     else:
         # every value is checked here, before a model is loaded or a folder made
         config = TrainConfig.from_file(args.config, overrides) if args.config else TrainConfig.from_dict(overrides, "flags")
@@ -182,7 +185,9 @@ def cmd_train(args) -> int:
         from .stages import train
 
         print(describe(resolve(config.precision), config.precision), file=sys.stderr)
-        run = train(config, overwrite=args.overwrite)
+        _check_prompt_room(config)
+        with _resumable_on_write_error(config.output):
+            run = train(config, overwrite=args.overwrite)
     from .distributed import is_main
 
     if is_main():  # under accelerate launch / torchrun, say it once
@@ -219,6 +224,40 @@ def _check_resume_flags(args, overrides: dict) -> None:
     if changed:
         raise ConfigError(f"--resume continues {run} with the settings it was started with, and these would change "
                           f"them: {'; '.join(changed)}. Drop them, or start a new run with another --output")
+
+
+@contextlib.contextmanager
+def _resumable_on_write_error(output):
+    """A write that failed mid-run (no permission, a read-only or failing disk; not a full disk, which says
+    its own) is one line naming the path and the cause, and, once the run folder holds a run, how to go on:
+    what was written before stays, and ``--resume`` continues from there."""
+    from .errors import WriteError
+    from .runfolder import RunFolder
+
+    try:
+        yield
+    except WriteError as exc:
+        if output and RunFolder(output).is_started():
+            raise WriteError(f"{exc}; training stopped, what it saved before is kept: make the folder writable, "
+                             f"then continue with `text2token train --resume {output}`",
+                             exc.errno, exc.strerror, exc.filename) from exc
+        raise
+
+
+def _check_prompt_room(config) -> None:
+    """With last pooling the prompt template must leave room for text within ``max_length`` tokens: checked
+    on the backbone's tokenizer before training makes a folder (else a folder that --resume cannot finish)."""
+    if config.pooling != "last":
+        return
+    try:
+        from .backbone import load_tokenizer, resolve_backbone
+
+        tokenizer = load_tokenizer(resolve_backbone(config.model))
+    except Exception:  # noqa: BLE001 - a backbone that cannot be read is reported by training, as before
+        return
+    from .pooling import TextEncoder
+
+    TextEncoder(tokenizer, config.pooling, config.max_length, config.prompt)  # a ConfigError naming max_length
 
 
 def _check_lora_names(config) -> None:
@@ -272,7 +311,8 @@ def cmd_encode(args) -> int:
     shard = parse_shard(args.shard)
     check_output(Path(args.input), Path(args.output))  # never the input, never a folder: before the model loads
     rows = count_rows(Path(args.input), args.field)  # a missing, empty or malformed input fails before the model loads
-    model = load(args.model, pooling=args.pooling, attention=args.attention, max_length=args.max_length)
+    model = load(args.model, pooling=args.pooling, attention=args.attention, max_length=args.max_length,
+                 adapter_scale=args.adapter_scale)
     model.model.to(args.device or local_device())
     from .precision import describe, resolve
 
@@ -280,7 +320,7 @@ def cmd_encode(args) -> int:
     print(describe(model.precision, args.precision), file=sys.stderr)
     result = encode_file(model, Path(args.input), Path(args.output), field=args.field, batch_size=args.batch_size,
                          normalize=args.normalize, chunk_size=args.chunk_size, shard=shard, restart=args.restart,
-                         model_key=_model_key(args.model), show_progress=True, rows=rows)
+                         model_key=_model_key(args.model, args), show_progress=True, rows=rows)
     if result.complete:
         print(f"wrote {result.rows} x {result.dim} embeddings to {args.output}")
     else:
@@ -290,8 +330,15 @@ def cmd_encode(args) -> int:
     return 0
 
 
-def _model_key(name: str | None) -> str:
-    """What identifies the model of an encode (to resume only with the same one): path and mtime."""
+def _model_key(name: str | None, args=None) -> str:
+    """What identifies the model of an encode (to resume only with the same one): path and mtime, and the
+    model flags given (``--pooling`` ... ``--adapter-scale``)."""
+    given = "".join(f"+{flag}={getattr(args, flag)}" for flag in MODEL_FLAGS
+                    if getattr(args, flag, None) is not None)
+    return _model_files_key(name) + given
+
+
+def _model_files_key(name: str | None) -> str:
     if not name:
         return "default"
     path = Path(name).expanduser()

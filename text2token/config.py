@@ -274,6 +274,10 @@ class TrainConfig:
     head_filter: int = option(0, "beyond the paper: remove the LM head's K dominant singular directions (the "
                               "frequent-token bias shared by all logits) from the projection the loss and the "
                               "stage-2 targets use; 0: off", rule=AT_LEAST_0, metavar="K")
+    adapter_scale: float = option(1.0, "beyond the paper: weight-space interpolation when the run is loaded "
+                                  "(WiSE-FT): the weights used are base + SCALE x (trained - base); 1: the trained "
+                                  "model, 0: the base model; training is not changed",
+                                  rule=Range(0.0, 1.0), metavar="SCALE")
 
     def __post_init__(self):
         self.validate()

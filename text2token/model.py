@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .backbone import DEFAULT_BACKBONE, load_backbone, set_attention
-from .errors import RunFolderError
+from .errors import ConfigError, RunFolderError
 from .pooling import PROMPT_EOL, TextEncoder, check_pooling, pool
 from .runfolder import ADAPTER_CONFIG, RUN_CONFIG, RunFolder, read_run_config  # noqa: F401 (kept importable here)
 
@@ -88,16 +88,21 @@ class Text2TokenModel:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, name_or_path: str | None = None, pooling: str | None = None, attention: str | None = None,
-             max_length: int | None = None, dtype=None, precision: str = "fp32") -> "Text2TokenModel":
+             max_length: int | None = None, dtype=None, precision: str = "fp32",
+             adapter_scale: float | None = None) -> "Text2TokenModel":
         """Open a run folder, or a base LM (hub id, local folder, GGUF file; ``None``: the default).
 
-        For a run folder, ``pooling``/``attention``/``max_length`` default to the run's own.
+        For a run folder, ``pooling``/``attention``/``max_length``/``adapter_scale`` default to the run's own
+        (``adapter_scale``: weight-space interpolation toward the base model, see ``TrainConfig.adapter_scale``).
         ``precision``: what ``encode`` runs in (``fp32``, ``bf16`` autocast, or ``auto``: bf16 where the
         hardware runs it fast).
         """
         path = Path(name_or_path) if name_or_path else None
         if path is not None and RunFolder(path).is_finished():
-            return _load_run(cls, path, pooling, attention, max_length, dtype, precision)
+            return _load_run(cls, path, pooling, attention, max_length, dtype, precision, adapter_scale)
+        if adapter_scale is not None:
+            raise ConfigError(f"adapter_scale applies to a trained run folder, and {name_or_path or DEFAULT_BACKBONE} "
+                              "is not one")
         if path is not None and RunFolder(path).is_started():
             raise RunFolderError(f"{path} is a run folder without {RUN_CONFIG}: training did not finish; "
                                  "resume it with `text2token train --resume`")
@@ -269,15 +274,29 @@ def sparse_matrix(ids: np.ndarray, weights: np.ndarray, vocab: int, normalize: b
     return matrix
 
 
-def apply_adapters(model, adapters: list[Path]):
-    """Apply saved LoRA adapters in order, merging each into the weights (stage 1, then 2)."""
+def apply_adapters(model, adapters: list[Path], scale: float = 1.0):
+    """Apply saved LoRA adapters in order, merging each into the weights (stage 1, then 2).
+
+    ``scale`` < 1 interpolates in weight space between the base and the trained model (WiSE-FT):
+    every weight becomes ``base + scale * (trained - base)``, the whole chain of stages at once.
+    """
     from peft import PeftModel
 
     for adapter in adapters:
         if not (adapter / ADAPTER_CONFIG).is_file():
             raise RunFolderError(f"adapter folder {adapter} is incomplete (no adapter_config.json)")
+    base = None
+    if scale != 1.0 and adapters:
+        base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for adapter in adapters:
         with quiet_peft():
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    if base is not None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                before = base.get(name)
+                if before is not None and not torch.equal(before, p):
+                    p.lerp_(before.to(p.dtype), 1.0 - scale)  # p + (1 - scale) * (base - p)
     return model
 
 
@@ -290,9 +309,9 @@ def quiet_peft():
         yield
 
 
-def _load_run(cls, path: Path, pooling, attention, max_length, dtype, precision="fp32"):
+def _load_run(cls, path: Path, pooling, attention, max_length, dtype, precision="fp32", adapter_scale=None):
     """A run folder as ``cls`` (see :meth:`text2token.runfolder.RunFolder.load`)."""
-    return RunFolder(path).load(cls, pooling, attention, max_length, dtype, precision)
+    return RunFolder(path).load(cls, pooling, attention, max_length, dtype, precision, adapter_scale=adapter_scale)
 
 
 def load(name_or_path: str | None = None, **kwargs) -> Text2TokenModel:

@@ -31,7 +31,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import DiskFullError, RunFolderError
+from .errors import ConfigError, DiskFullError, RunFolderError
 from .files import WriterLock, atomic_write_text, check_writable, fsync_tree, os_cause, sha256_file
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,13 @@ CHECKPOINT_FILES = (ADAPTER_FILE, "trainer_state.json")
 # top-level entries a run folder may hold besides its own files: what `eval --output`, the demo's
 # plot and logs leave there. Anything else (a corpus, a model folder) is not ours to delete.
 OWN_SUFFIXES = (".json", ".png", ".log", ".md")
+
+
+_WARNED: set = set()  # (run, backbone, change) already warned about in this process
+
+
+def _shown(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 # ------------------------------------------------------------------ manifests (completeness)
@@ -402,26 +409,66 @@ class RunFolder:
         """Refuse to go on (``--resume``) when the backbone's weights differ from those the run started with:
         a file added, gone, of another size, or with other first or last MiB. Only a changed modification
         time is a warning. A run without a recorded fingerprint, or weights not on this machine, pass."""
+        change = self.backbone_change(name, (self.read_start() or {}).get("backbone"))
+        if change is None:
+            return
+        path, changed, _ = change
+        if not changed:
+            log.warning("the backbone %s has new modification times since %s started, but the same sizes and "
+                        "first and last MiB: taken as the same weights", path, self.path)
+            return
+        raise RunFolderError(f"the weights of the backbone {path} changed since {self.path} was started "
+                             f"({_shown(changed)} differ): --resume would continue onto other weights; restore the "
+                             "backbone it started with, or start a new run with another --output")
+
+    @staticmethod
+    def backbone_change(name, recorded) -> tuple[str, list[str], str] | None:
+        """How the weights of backbone ``name`` differ from the fingerprint ``recorded`` when the run started
+        (see :func:`text2token.backbone.backbone_fingerprint`): ``None`` when they are the same (or nothing was
+        recorded, or the weights are not on this machine: loading them says what is wrong), else ``(path,
+        changed files, what changed in words)``; no changed file means only modification times differ."""
         from .backbone import backbone_fingerprint
 
-        recorded = (self.read_start() or {}).get("backbone")
         if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
-            return
+            return None
         now = backbone_fingerprint(name)
-        if now is None:
-            return  # loading it says what is wrong
+        if now is None or not isinstance(now.get("files"), dict):
+            return None
         if now.get("content") == recorded.get("content"):
-            if now.get("digest") != recorded.get("digest"):
-                log.warning("the backbone %s has new modification times since %s started, but the same sizes and "
-                            "first and last MiB: taken as the same weights", now["path"], self.path)
-            return
+            return None if now.get("digest") == recorded.get("digest") else (now["path"], [], "modification times")
         old, new = recorded["files"], now["files"]
+        words = [f"{n} is gone" for n in sorted(set(old) - set(new))]
+        words += [f"{n} is new" for n in sorted(set(new) - set(old))]
+        for n in sorted(set(old) & set(new)):
+            before, after = old[n] if isinstance(old[n], dict) else {}, new[n]
+            if before.get("bytes") != after["bytes"]:
+                words.append(f"{n} is {after['bytes']} bytes, was {before.get('bytes')}")
+            elif before.get("edges_sha256") != after["edges_sha256"]:
+                words.append(f"{n} has other content at the same size")
         changed = sorted(set(old) ^ set(new)) or sorted(
             n for n in old if [old[n].get("bytes"), old[n].get("edges_sha256")] != [new[n]["bytes"], new[n]["edges_sha256"]])
-        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise RunFolderError(f"the weights of the backbone {now['path']} changed since {self.path} was started "
-                             f"({shown} differ): --resume would continue onto other weights; restore the backbone "
-                             "it started with, or start a new run with another --output")
+        return now["path"], changed, "; ".join(words[:3]) + (f"; and {len(words) - 3} more" if len(words) > 3 else "")
+
+    def warn_if_backbone_changed(self, info: dict) -> None:
+        """Loading a finished run: one warning (once per process and state of the weights) when its backbone's
+        weights are not those it was trained on (the fingerprint in its record, else in ``started.json``).
+        Loading goes on: the base model is what it is, but the adapters were trained on other weights."""
+        model_info = info.get("model") if isinstance(info.get("model"), dict) else {}
+        recorded = info.get("backbone_fingerprint") or (self.read_start() or {}).get("backbone")
+        try:
+            change = self.backbone_change(model_info.get("backbone"), recorded)
+        except OSError:  # weights that cannot be read: loading them says so
+            return
+        if change is None or not change[1]:
+            return
+        path, _, detail = change
+        key = (str(self.path.resolve()), path, detail)
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+        log.warning("the weights of the backbone %s changed since %s was trained (%s): its adapters were trained "
+                    "on the old weights, so its embeddings are not those it was trained to give; restore the "
+                    "backbone, or train again", path, self.path, detail)
 
     def backbone_digest(self) -> str | None:
         """The fingerprint of the run's backbone weights as they are now (part of the eval cache's key)."""
@@ -512,6 +559,7 @@ class RunFolder:
             if not (adapter / ADAPTER_CONFIG).is_file():
                 raise RunFolderError(f"run folder {self.path} is incomplete: adapter {adapter} is missing")
         self.verify(info)
+        self.warn_if_backbone_changed(info)
         return info
 
     def _repair_hint(self, rel: str) -> str:
@@ -732,24 +780,33 @@ class RunFolder:
                    name=name or f"{self.path} (base)", backbone=info["backbone"], precision=precision)
 
     def load(self, cls=None, pooling=None, attention=None, max_length=None, dtype=None, precision: str = "fp32",
-             upto_stage: int | str | None = None, checkpoint=None):
+             upto_stage: int | str | None = None, checkpoint=None, adapter_scale: float | None = None):
         """Open the run as a ``Text2TokenModel``: its backbone with the adapters merged.
 
         ``upto_stage``: only the first N stages' adapters (or up to and including the stage named);
         ``checkpoint``: a checkpoint folder of a stage, merged on top of the finished adapters of the
         stages before it (works for an unfinished run too). Adapters are verified against the record.
+        ``adapter_scale``: weight-space interpolation toward the base (``TrainConfig.adapter_scale``);
+        default: the run's own, recorded with its hyperparameters (1 for runs that predate it).
         """
         from .model import apply_adapters
 
         if checkpoint is not None:
             adapters = self._prior_adapters(Path(checkpoint)) + [Path(checkpoint)]
+            recorded = self.read_train_config() if self.train_config_file.is_file() else {}
         else:
             info = self.check_loadable()
             adapters = self.adapters(info)
             if upto_stage is not None:
                 adapters = adapters[:self._stage_count(upto_stage, info)]
+            recorded = info.get("hyperparameters") or {}
+        if adapter_scale is None:
+            adapter_scale = float(recorded.get("adapter_scale", 1.0))
+        if not 0.0 <= adapter_scale <= 1.0:
+            raise ConfigError(f"adapter_scale must be between 0 and 1, got {adapter_scale!r}")
         base = self.load_base(cls, pooling, attention, max_length, dtype, precision, name=str(self.path))
-        base.model = apply_adapters(base.model, adapters)
+        base.model = apply_adapters(base.model, adapters, scale=adapter_scale)
+        base.adapter_scale = adapter_scale
         base.model.eval()
         return base
 

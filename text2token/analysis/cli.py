@@ -92,7 +92,8 @@ def add_analysis_parsers(sub) -> None:
 def _load(args):
     from ..model import load
 
-    return load(_model_name(args.model), pooling=args.pooling, attention=args.attention, max_length=args.max_length)
+    return load(_model_name(args.model), pooling=args.pooling, attention=args.attention, max_length=args.max_length,
+                adapter_scale=args.adapter_scale)
 
 
 def cmd_inspect(args) -> int:
@@ -114,7 +115,7 @@ def cmd_analyze(args) -> int:
                       ks=args.k, seed=args.seed, batch_size=args.batch_size, field=args.data_field,
                       components=args.components, drift=not args.no_drift, drift_k=args.drift_k,
                       pooling=args.pooling, attention=args.attention, max_length=args.max_length,
-                      show_progress=not args.quiet)
+                      adapter_scale=args.adapter_scale, show_progress=not args.quiet)
     print(format_summary(summary))
     return 0
 

@@ -72,13 +72,15 @@ def _slug(label: str, index: int, used: set[str]) -> str:
 def analyze(models, data, sample: int | None = 200, output="analysis", ks=DEFAULT_KS, seed: int = 0,
             batch_size: int = 32, field: str = "text", components: int = 8, drift: bool = True,
             drift_k: int = 10, pooling: str | None = None, attention: str | None = None,
-            max_length: int | None = None, examples: int = 5, show_progress: bool = True) -> dict[str, Any]:
+            max_length: int | None = None, adapter_scale: float | None = None, examples: int = 5,
+            show_progress: bool = True) -> dict[str, Any]:
     """Analyse ``models`` (run folders, base LMs by name; ``None`` is the default backbone) on a sample
     of ``data``; write ``summary.json`` and the plots to ``output``; return the summary (with ``files``).
 
     Per model: token alignment (hit@k, derived@k; :mod:`.tokens`); per run folder, also the
     representation drift of its checkpoints (:mod:`.drift`; skipped with a note when there are none)
-    and its loss curves. ``pooling``/``attention``/``max_length`` override every model's own.
+    and its loss curves. ``pooling``/``attention``/``max_length`` override every model's own, ``adapter_scale``
+    every run folder's.
     """
     from tqdm.auto import tqdm
 
@@ -116,7 +118,8 @@ def analyze(models, data, sample: int | None = 200, output="analysis", ks=DEFAUL
     for index, spec in enumerate(tqdm(list(models), desc="models", unit="model", disable=not show_progress)):
         label = str(spec) if spec is not None else "default backbone"
         slug = _slug(label, index, used)
-        model = load(spec, pooling=pooling, attention=attention, max_length=max_length)
+        model = load(spec, pooling=pooling, attention=attention, max_length=max_length,
+                     adapter_scale=adapter_scale if is_run_folder(spec) else None)
         result = token_alignment(model, texts, ks, batch_size, show_progress, examples)
         entry: dict[str, Any] = {"label": label, "pooling": model.pooling, "attention": model.attention,
                                  "run": is_run_folder(spec), "alignment": result}

@@ -114,6 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         attention=args.attention,
         max_length=args.max_length,
+        adapter_scale=args.adapter_scale,
         max_samples=args.max_samples,
         max_doc_chars=args.max_doc_chars,
         show_progress=not args.quiet,

@@ -90,12 +90,15 @@ class ModelRef:
     attention: str | None = None
     max_length: int | None = None
     precision: str = "fp32"  # resolved: "fp32" or "bf16" (autocast while encoding)
+    adapter_scale: float | None = None  # run folders: weight-space interpolation toward the base; None: the run's own
 
     @property
     def label(self) -> str:
         options = [o for o in (self.pooling, self.attention) if o]
         if self.max_length:
             options.append(f"max_length={self.max_length}")
+        if self.adapter_scale is not None:
+            options.append(f"adapter_scale={self.adapter_scale:g}")
         return f"{self.spec} ({', '.join(options)})" if options else self.spec
 
     @property
@@ -115,25 +118,30 @@ class ModelRef:
         backbone = run_backbone_fingerprint(local)
         if backbone is not None:  # a run folder: its backbone's weights are part of the model
             identity["backbone"] = backbone
+        if self.adapter_scale is not None:  # only when given, so the scores cached before the option still count
+            identity["adapter_scale"] = float(self.adapter_scale)
         return identity
 
     def load(self) -> EmbeddingModel:
         if self.is_sentence_transformers:
-            if self.pooling or self.attention:
-                raise EvalError(f"{self.spec}: --pooling and --attention apply to text2token runs and base LMs, "
-                                "not to a sentence-transformers folder")
+            if self.pooling or self.attention or self.adapter_scale is not None:
+                raise EvalError(f"{self.spec}: --pooling, --attention and --adapter-scale apply to text2token runs "
+                                "and base LMs, not to a sentence-transformers folder")
             return SentenceTransformerModel(self.spec, max_length=self.max_length, precision=self.precision)
-        return load_text2token_model(self.spec, self.pooling, self.attention, self.max_length, self.precision)
+        scale = {} if self.adapter_scale is None else {"adapter_scale": self.adapter_scale}
+        return load_text2token_model(self.spec, self.pooling, self.attention, self.max_length, self.precision, **scale)
 
 
 def load_text2token_model(spec: str, pooling: str | None, attention: str | None,
-                          max_length: int | None, precision: str = "fp32") -> EmbeddingModel:
+                          max_length: int | None, precision: str = "fp32",
+                          adapter_scale: float | None = None) -> EmbeddingModel:
     """``text2token.load`` (imported here, so the evaluation package does not need the core to import)."""
     try:
         from text2token import load
     except ImportError as error:
         raise EvalError(f"{spec}: loading a text2token run or base LM needs text2token.load ({error})") from None
-    return load(spec, pooling=pooling, attention=attention, max_length=max_length, precision=precision)
+    return load(spec, pooling=pooling, attention=attention, max_length=max_length, precision=precision,
+                adapter_scale=adapter_scale)
 
 
 def files_fingerprint(spec: str) -> str:

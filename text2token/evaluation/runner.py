@@ -110,6 +110,7 @@ def evaluate(
     max_doc_chars: int | None = None,
     show_progress: bool = True,
     precision: str = "auto",
+    adapter_scale: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate each model on each task and return the results dict (see :func:`format_table`).
 
@@ -121,6 +122,8 @@ def evaluate(
     :class:`~text2token.evaluation.tasks.TaskCut`); the cut is recorded with every score.
     ``precision``: ``fp32``, ``bf16`` (autocast while encoding) or ``auto`` (bf16 where the hardware runs
     it fast); the resolved value is part of each named model's cache identity and of every result.
+    ``adapter_scale``: weight-space interpolation of run folders toward their base (``TrainConfig.adapter_scale``);
+    default: each run's own.
     """
     if (tasks is None) == (benchmark is None):
         raise EvalError("name either tasks or a benchmark (not both)")
@@ -139,7 +142,7 @@ def evaluate(
 
     if precision not in PRECISIONS:
         raise EvalError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    refs = _model_refs(models, pooling, attention, max_length, resolve(precision))
+    refs = _model_refs(models, pooling, attention, max_length, resolve(precision), adapter_scale)
     cache = ScoreCache(cache_dir or default_cache_dir()) if use_cache else None
     if cache is not None:
         cache.check_writable()
@@ -227,7 +230,7 @@ def _precision(ref: Any) -> str:
 
 
 def _model_refs(models: Any, pooling: str | None, attention: str | None, max_length: int | None,
-                precision: str = "fp32") -> list[Any]:
+                precision: str = "fp32", adapter_scale: float | None = None) -> list[Any]:
     from .encoder import ModelRef
 
     items = [models] if isinstance(models, str | os.PathLike) or not isinstance(models, Sequence) else list(models)
@@ -239,9 +242,12 @@ def _model_refs(models: Any, pooling: str | None, attention: str | None, max_len
     if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
         raise EvalError(f"max_length must be a positive integer, got {max_length!r}")
     named = [isinstance(m, str | os.PathLike) for m in items]
-    if not all(named) and (pooling or attention or max_length):
-        raise EvalError("pooling, attention and max_length apply to models given by name, not to loaded models")
-    refs = [ModelRef(str(m), pooling, attention, max_length, precision) if is_name else m
+    if adapter_scale is not None and not (isinstance(adapter_scale, int | float) and 0 <= adapter_scale <= 1):
+        raise EvalError(f"adapter_scale must be between 0 and 1, got {adapter_scale!r}")
+    if not all(named) and (pooling or attention or max_length or adapter_scale is not None):
+        raise EvalError("pooling, attention, max_length and adapter_scale apply to models given by name, not to "
+                        "loaded models")
+    refs = [ModelRef(str(m), pooling, attention, max_length, precision, adapter_scale) if is_name else m
             for m, is_name in zip(items, named, strict=True)]
     labels = [_label(r) for r in refs]
     if len(set(labels)) != len(labels):
