@@ -162,3 +162,36 @@ def test_disk_full_is_one_line_and_the_encode_resumes(tiny_llama, lines_file, tm
     monkeypatch.setattr(os, "pwrite", real)
     assert encode(tiny_llama, lines_file, out) == 0
     assert np.array_equal(np.load(out), np.load(reference)) and leftovers(out) == []
+
+
+def test_a_folder_input_is_its_files_in_order(tiny_llama, tmp_path, capsys):
+    """encode --input FOLDER: its text files (subfolders too, hidden ones not) one after the other in sorted
+    order, rows as `train --data FOLDER` reads them; ranges that start or stop inside a file; an output
+    inside the folder is refused before the model loads."""
+    from text2token.encoding import input_files, iter_lines
+
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    (folder / "a.txt").write_text("\n".join(LINES[:5]) + "\n")
+    (folder / "sub" / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in LINES[5:9]) + "\n")
+    (folder / "c.json").write_text(json.dumps(LINES[9:12]))
+    (folder / "notes.md").write_text("not read")
+    (folder / ".hidden" / "x.txt").write_text("not read either\n")
+    assert [p.relative_to(folder).as_posix() for p in input_files(folder)] == ["a.txt", "c.json", "sub/b.jsonl"]
+    expected_texts = LINES[:5] + LINES[9:12] + LINES[5:9]
+    assert list(iter_lines(folder)) == expected_texts
+    for start, stop in [(0, 3), (3, 7), (5, 8), (6, None), (11, None), (2, 2)]:
+        assert list(iter_lines(folder, start=start, stop=stop)) == expected_texts[start:stop], (start, stop)
+
+    out = tmp_path / "v.npy"
+    assert encode(tiny_llama, folder, out) == 0
+    expected = text2token.load(tiny_llama).encode(expected_texts)
+    assert np.abs(np.load(out) - expected).max() <= 1e-5
+
+    assert encode(tiny_llama, folder, folder / "v.npy") == 2
+    assert "is inside the input folder" in capsys.readouterr().err and not (folder / "v.npy").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert encode(tiny_llama, empty, tmp_path / "e.npy") == 2
+    assert f"input folder {empty} holds no .txt, .jsonl or .json files" in capsys.readouterr().err

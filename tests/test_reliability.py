@@ -185,6 +185,45 @@ def test_torch_save_errors_on_a_full_disk_are_recognised(tmp_path, monkeypatch):
 
 
 
+def test_other_write_errors_are_one_line_naming_the_file_not_its_temporary(tmp_path, monkeypatch):
+    """A failed write that is not a full disk (an I/O error, a read-only filesystem, torch.save's errno-less
+    "file write failed" with space to spare) is a WriteError (an OSError) naming the target, never the
+    temporary file, and it leaves the old file and no temporary behind."""
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    from text2token.errors import WriteError
+    from text2token.files import atomic_torch_save, atomic_write_text
+
+    target = tmp_path / "targets.pt"
+    target.write_text("old")
+
+    def io_error(src, dst):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
+
+    monkeypatch.setattr(os, "replace", io_error)
+    with pytest.raises(WriteError) as error:
+        atomic_write_text(target, "new")
+    assert str(error.value) == f"cannot write {target} (Input/output error)"
+    assert isinstance(error.value, OSError) and error.value.filename == str(target)
+    monkeypatch.undo()
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["targets.pt"]
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**9, 10**11))
+    monkeypatch.setattr(torch, "save", lambda payload, f: (_ for _ in ()).throw(
+        RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: "
+                     "file write failed")))
+    with pytest.raises(WriteError, match=rf"^cannot write {target} \(torch.save failed: .*file write failed\)$"):
+        atomic_torch_save(target, {"x": 1})
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["targets.pt"]
+    monkeypatch.setattr(torch, "save", lambda payload, f: (_ for _ in ()).throw(RuntimeError("a bug, not a write")))
+    with pytest.raises(RuntimeError, match="a bug"):  # other errors stay what they are
+        atomic_torch_save(target, {"x": 1})
+
+
 def test_disk_full_while_logging_is_one_line_too(reference, tmp_path, monkeypatch, capsys):
     real, calls = Path.open, {"n": 0}
 

@@ -114,6 +114,34 @@ def test_resume_refuses_a_backbone_whose_weights_changed(finished, tmp_path, cap
     assert np.abs(text2token.load(str(run)).encode(PROBE) - finished["vectors"]).max() <= 1e-5
 
 
+def test_loading_a_finished_run_warns_once_when_its_backbone_changed(tiny_llama, tmp_path, caplog):
+    import logging
+
+    import safetensors.torch
+
+    shutil.copytree(tiny_llama, tmp_path / "tiny")
+    (tmp_path / "corpus.txt").write_text("\n".join(SENTENCES * 3) + "\n")
+    run = tmp_path / "run"
+    assert main(train(tmp_path / "tiny", tmp_path / "corpus.txt", run)) == 0
+    trained = text2token.load(str(run)).encode(PROBE)
+    with caplog.at_level(logging.WARNING):
+        text2token.load(str(run))
+    assert "changed since" not in caplog.text  # the same weights: nothing to say
+    weights = tmp_path / "tiny" / "model.safetensors"
+    tensors = {name: t + 0.01 for name, t in safetensors.torch.load_file(weights).items()}
+    safetensors.torch.save_file(tensors, weights, metadata={"format": "pt"})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        model = text2token.load(str(run))
+        text2token.load(str(run))  # once per process and state of the weights
+    warnings = [r.getMessage() for r in caplog.records if "changed since" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"the weights of the backbone {(tmp_path / 'tiny').resolve()} changed since {run} "
+                                  "was trained (model.safetensors has other content at the same size)")
+    # loading goes on, onto the new weights: the embeddings differ from those it was trained to give
+    assert np.abs(model.encode(PROBE) - trained).max() > 1e-4
+
+
 # ------------------------------------------------------------------ log.jsonl after a resume
 def test_a_resumed_run_logs_each_step_once(finished, tmp_path, monkeypatch):
     work = copy_run(finished, tmp_path)

@@ -283,7 +283,8 @@ def _check_lora_names(config) -> None:
 def _add_encode(sub):
     p = sub.add_parser("encode", help="embed texts (one per line, or JSONL) into a .npy file")
     p.add_argument("model", help="run folder, hub id, local folder or .gguf of a base LM")
-    p.add_argument("--input", required=True, help="text file, one text per line (or .jsonl/.json with --field, as train reads it)")
+    p.add_argument("--input", required=True, help="text file, one text per line (or .jsonl/.json with --field, as train reads it), or a folder "
+                   "of them (its files in sorted order)")
     p.add_argument("--output", required=True, help="where to write the float32 array (.npy)")
     p.add_argument("--field", default="text", help="JSONL field (default: text)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="texts per batch (default 32)")

@@ -77,6 +77,17 @@ def read_rows(path, field_name: str = "text", start: int = 0, stop: int | None =
                 yield _line(raw, f"{path}:{row + 1}", json_lines, field_name, hint)
 
 
+def file_rows(path) -> int:
+    """How many rows :func:`read_rows` yields for ``path``, without parsing them (lines of a text or JSON
+    lines file, items of a ``.json`` document)."""
+    path = Path(path)
+    items = _json_document(path) if path.suffix.lower() == ".json" else None
+    if items is not None:
+        return len(items)
+    with _open(path) as handle:
+        return sum(1 for _ in handle)
+
+
 def _open(path: Path):
     try:
         return path.open("rb")
@@ -162,13 +173,21 @@ class CorpusStats:
         return text
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """The text input files of a folder (``.txt``, ``.jsonl``, ``.json``, ...; subfolders too, hidden files and
+    folders not), sorted by path: what ``train --data FOLDER`` and ``encode --input FOLDER`` read."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def expand_sources(sources: list[str]) -> list[Path | str]:
     """Files in order; folders expand to their .txt/.jsonl files; other names are dataset ids."""
     out: list[Path | str] = []
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
+            files = folder_files(path)
             if not files:
                 raise DataError(f"folder {path} holds no .txt or .jsonl files")
             out.extend(files)

@@ -2,7 +2,8 @@
 size into a .npy.
 
 The input is read by :func:`text2token.data.read_rows`, the reader ``train`` uses, so a file means
-the same to both (``.json`` included). Rows match lines: a blank line is a row (encoded like the
+the same to both (``.json`` included); a folder is its text files one after the other, in sorted order
+of their paths (:func:`input_files`). Rows match lines: a blank line is a row (encoded like the
 empty text, as the eos token), so row ``i`` of the output is line ``i + 1`` of the input (item
 ``i + 1`` of a ``.json`` document). An undecodable or malformed line is an error naming it, found by
 a first pass before anything is encoded.
@@ -29,7 +30,8 @@ a first pass before anything is encoded.
   settings digest while it works. A second encode of the same shard, or one with other settings or
   another shard count while the first is alive, refuses with one line instead of racing it; a lock
   left by a killed process is taken over with a warning.
-* The output is never the input file, nor a folder (refused before any row is encoded).
+* The output is never the input file, nor inside the input folder, nor a folder (refused before any row
+  is encoded).
 """
 
 from __future__ import annotations
@@ -44,28 +46,49 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import read_rows
+from .data import file_rows, folder_files, read_rows
 from .errors import DataError, DiskFullError, LockedError
 from .files import WriterLock, atomic_write_text, free_space, holder_alive, is_disk_full, read_lock
 
 log = logging.getLogger(__name__)
 
 
-def _check_input(path: Path) -> None:
-    if not path.is_file():
-        raise DataError(f"input file not found: {path}")
+def input_files(path: Path) -> list[Path]:
+    """The files an ``--input`` names: the file itself, or a folder's text files
+    (:func:`text2token.data.folder_files`: those ``train --data FOLDER`` reads, in the same order)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = folder_files(path)
+        if not files:
+            raise DataError(f"input folder {path} holds no .txt, .jsonl or .json files")
+        return files
+    raise DataError(f"input file not found: {path}")
 
 
 def iter_lines(path: Path, field: str = "text", start: int = 0, stop: int | None = None):
     """The texts of rows ``start`` to ``stop`` (0-based, end excluded), one at a time, read by
     :func:`text2token.data.read_rows` (as ``train`` reads them); an undecodable or malformed row is an
-    error naming it."""
-    path = Path(path)
-    _check_input(path)
-    for row in read_rows(path, field, start, stop):
-        if row.text is None:
-            raise DataError(f"{row.where}: {row.problem}")
-        yield row.text
+    error naming it. A folder's files follow each other in :func:`input_files`' order."""
+    files = input_files(Path(path))
+    offset = 0
+    for number, file in enumerate(files):
+        if stop is not None and offset >= stop:
+            return
+        # a file wholly before ``start`` is counted, not parsed (the last one needs no count)
+        size = file_rows(file) if len(files) > 1 and number < len(files) - 1 else None
+        if size is not None and offset + size <= start:
+            offset += size
+            continue
+        local_stop = None if stop is None else stop - offset
+        seen = 0
+        for row in read_rows(file, field, max(0, start - offset), local_stop):
+            seen += 1
+            if row.text is None:
+                raise DataError(f"{row.where}: {row.problem}")
+            yield row.text
+        offset += size if size is not None else max(0, start - offset) + seen
 
 
 def read_lines(path: Path, field: str = "text") -> list[str]:
@@ -189,10 +212,14 @@ class _Files:
 
 
 def check_output(input_path, output) -> None:
-    """Refuse an output that is the input file, or a folder (before any model is loaded or row encoded)."""
+    """Refuse an output that is the input file, inside the input folder, or a folder (before any model is
+    loaded or row encoded)."""
     input_path, output = Path(input_path), Path(output)
     if output.is_dir():
         raise DataError(f"--output {output} is a folder: give a file name, for example {output / 'embeddings.npy'}")
+    if input_path.is_dir() and input_path.resolve() in output.absolute().resolve().parents:
+        raise DataError(f"--output {output} is inside the input folder {input_path}: its progress files would be "
+                        "read as input; choose an --output outside it")
     same = output.exists() and input_path.exists() and os.path.samefile(output, input_path)
     if same or output.absolute() == input_path.absolute():
         raise DataError(f"--output {output} is the input file: writing the embeddings there would destroy the "
@@ -259,13 +286,16 @@ def encode_file(model, input_path, output, field: str = "text", batch_size: int 
     dim = model.embedding_dim
     i, n = shard or launcher_shard()
     start, stop = shard_rows(rows, chunk_size, i, n)
-    stat = input_path.stat()
-    settings = {"input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+    stats = [(f, f.stat()) for f in input_files(input_path)]
+    settings = {"input": str(input_path.resolve()), "input_bytes": sum(st.st_size for _, st in stats),
+                "input_mtime_ns": max(st.st_mtime_ns for _, st in stats),
                 "field": field, "rows": rows, "dim": dim, "model": model_key or model.name, "pooling": model.pooling,
                 "attention": model.attention, "max_length": model.max_length, "normalize": bool(normalize),
                 "batch_size": batch_size, "chunk_size": chunk_size,
                 "format": 2 if input_path.suffix.lower() == ".json" else 1,  # 2: a .json read as JSON, not as lines
                 "precision": getattr(model, "precision", "fp32")}  # a resume never mixes fp32 and bf16 rows
+    if input_path.is_dir():  # a folder: which files, in which order, and each one's size and time
+        settings["input_files"] = [[str(f.relative_to(input_path)), st.st_size, st.st_mtime_ns] for f, st in stats]
     output.parent.mkdir(parents=True, exist_ok=True)
     files = _Files(output, settings)
     with files.lock(i, n) as lock:  # a second encode of this shard refuses instead of racing this one

@@ -34,6 +34,20 @@ class DiskFullError(Text2TokenError, OSError):
     """The disk (or quota) filled up while saving; what was there before is kept."""
 
 
+class WriteError(Text2TokenError, OSError):
+    """A file or folder could not be written for another reason than a full disk (no permission, a
+    read-only filesystem, an I/O error); the message names the path and the cause. ``filename`` and
+    ``strerror`` are those of the failed call, as an ``OSError``'s."""
+
+    def __init__(self, message: str, errno: int | None = None, strerror: str | None = None,
+                 filename: str | None = None):
+        OSError.__init__(self, errno, strerror, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class LockedError(Text2TokenError):
     """Another live process is writing the same run folder or output file."""
 

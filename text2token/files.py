@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import DiskFullError
+from .errors import DiskFullError, Text2TokenError
 
 # torch.save's zip writer reports a full disk as a RuntimeError without errno ("unexpected pos
 # N vs M", "file write failed"): such an error counts as a full disk when less than this is free
@@ -19,29 +19,49 @@ LOW_SPACE_BYTES = 64 * 2**20
 
 @contextlib.contextmanager
 def atomic_path(path: Path, directory: bool = False):
-    """Yield a temporary path next to ``path``; on success it replaces ``path``."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path``.
+
+    A failed write leaves ``path`` as it was and no temporary file; a full disk is a
+    :class:`~text2token.errors.DiskFullError`, any other filesystem error a
+    :class:`~text2token.errors.WriteError` naming ``path`` and the cause (both are ``OSError`` subclasses)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
         yield tmp
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     except Exception as exc:
         full = is_disk_full(exc, path.parent)
-        _remove(tmp)  # first: it frees the space the failed write took
+        if tmp is not None:
+            _remove(tmp)  # first: it frees the space the failed write took
         if full:
             raise DiskFullError(f"disk full while saving {path} ({free_space(path.parent)} free): "
                                 "free some space and run again") from exc
+        if isinstance(exc, OSError) and not isinstance(exc, Text2TokenError):
+            raise write_error(exc, path, tmp) from exc
         raise
     finally:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
+
+
+def write_error(exc: OSError, path: Path, tmp: Path | None = None):
+    """A :class:`~text2token.errors.WriteError` for a failed write of ``path``: one line naming it (or the
+    file the failed call names, when that is not ``path``'s temporary file) and the cause."""
+    from .errors import WriteError
+
+    where = Path(exc.filename) if getattr(exc, "filename", None) else Path(path)
+    if tmp is not None and (where == tmp or Path(tmp) in where.parents or where.name.startswith(f".{Path(path).name}.")):
+        where = Path(path)  # the temporary name means nothing to the reader
+    return WriteError(f"cannot write {where} ({os_cause(exc)})", exc.errno, os_cause(exc), str(where))
 
 
 def _remove(path: Path) -> None:
@@ -130,10 +150,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(path: Path, payload) -> None:
+    """``torch.save`` atomically. torch's zip writer reports a failed write as a ``RuntimeError`` without
+    errno ("file write failed", "unexpected pos"): a full disk is told as such (see :func:`atomic_path`),
+    any other as a :class:`~text2token.errors.WriteError` naming ``path``."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(s in text for s in ("file write failed", "unexpected pos", "PytorchStreamWriter")):
+            raise
+        from .errors import WriteError
+
+        cause = " ".join(text.split())[:200]
+        raise WriteError(f"cannot write {path} (torch.save failed: {cause})", errno.EIO, cause, str(path)) from exc
 
 
 # ------------------------------------------------------------------ content checksums

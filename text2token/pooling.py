@@ -45,7 +45,7 @@ class TextEncoder:
             if overhead >= self.max_length:
                 raise ConfigError(
                     f"max_length {self.max_length} leaves no room for text after the "
-                    f"{overhead}-token prompt template"
+                    f"{overhead}-token prompt template: give a max_length above {overhead}, or mean pooling"
                 )
 
     def _ids(self, text: str) -> list[int]:
