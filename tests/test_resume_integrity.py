@@ -241,6 +241,33 @@ def test_a_run_folder_that_becomes_read_only_mid_run_is_one_line(tiny_llama, cor
     assert not RunFolder(run).lock_file.exists()
 
 
+def test_a_failed_save_of_the_stage2_targets_is_one_line_and_resume_goes_on(tiny_llama, corpus_file, tmp_path,
+                                                                            capsys, monkeypatch):
+    """torch.save's errno-less "file write failed" with space to spare (not a full disk) while stage 2 saves its
+    teacher targets: one line naming the file and how to go on; --resume then finishes the run."""
+    import torch
+
+    real = torch.save
+
+    def failing(payload, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(torch, "save", failing)
+    argv = [a if a != "data" else "model" for a in train(tiny_llama, corpus_file, run, "--steps", "1")]
+    line = fails(argv, capsys, "file write failed")
+    assert line.startswith(f"text2token: error: cannot write {run / 'stage2' / 'targets.pt'} (torch.save failed: "
+                           "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: "
+                           "file write failed); "), line
+    assert line.endswith(f"training stopped, what it saved before is kept: make the folder writable, then continue "
+                         f"with `text2token train --resume {run}`")
+    assert not [p for p in run.rglob("*.tmp")] and not RunFolder(run).lock_file.exists()
+    monkeypatch.setattr(torch, "save", real)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert text2token.load(str(run)).encode(PROBE).shape[0] == 2
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder: see the monkeypatched tests")
 def test_a_chmod_read_only_output_folder(tiny_llama, corpus_file, tmp_path, capsys):
     parent = tmp_path / "read-only"
