@@ -25,6 +25,11 @@ R jointD33-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R jointD28-cw6 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=6.0 --tasks $T --cut SICK-R=2000
+# third session: weight-space interpolation of the default run toward the base (no retraining), the prompt_attention weighting
+R jointD28-cw3-a0.75 --of jointD28-cw3 --adapter-scale 0.75 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-a0.5 --of jointD28-cw3 --adapter-scale 0.5 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-pa --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
+R jointD28-cw3-pa-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $X
