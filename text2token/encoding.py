@@ -72,23 +72,23 @@ def iter_lines(path: Path, field: str = "text", start: int = 0, stop: int | None
     :func:`text2token.data.read_rows` (as ``train`` reads them); an undecodable or malformed row is an
     error naming it. A folder's files follow each other in :func:`input_files`' order."""
     files = input_files(Path(path))
-    offset = 0
-    for number, file in enumerate(files):
+    offset = 0  # rows of the files before this one
+    for file in files:
         if stop is not None and offset >= stop:
             return
-        # a file wholly before ``start`` is counted, not parsed (the last one needs no count)
-        size = file_rows(file) if len(files) > 1 and number < len(files) - 1 else None
-        if size is not None and offset + size <= start:
-            offset += size
-            continue
-        local_stop = None if stop is None else stop - offset
-        seen = 0
-        for row in read_rows(file, field, max(0, start - offset), local_stop):
-            seen += 1
+        if start > offset and file != files[-1]:  # a file wholly before ``start`` is counted, not parsed
+            size = file_rows(file)
+            if offset + size <= start:
+                offset += size
+                continue
+        first = max(0, start - offset)
+        end = first  # this file's rows read so far, counting those skipped before ``start``
+        for row in read_rows(file, field, first, None if stop is None else stop - offset):
+            end += 1
             if row.text is None:
                 raise DataError(f"{row.where}: {row.problem}")
             yield row.text
-        offset += size if size is not None else max(0, start - offset) + seen
+        offset += end  # short of the file's rows only when ``stop`` ended it, and then the loop ends
 
 
 def read_lines(path: Path, field: str = "text") -> list[str]:

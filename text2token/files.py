@@ -10,11 +10,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import DiskFullError, Text2TokenError
+from .errors import DiskFullError, Text2TokenError, WriteError
 
 # torch.save's zip writer reports a full disk as a RuntimeError without errno ("unexpected pos
 # N vs M", "file write failed"): such an error counts as a full disk when less than this is free
 LOW_SPACE_BYTES = 64 * 2**20
+TORCH_WRITE_FAILURES = ("file write failed", "unexpected pos")  # torch.save's zip writer, in its RuntimeError
+
+
+def torch_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch.save's errno-less report of a failed write (full disk or not)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (any(s in text for s in TORCH_WRITE_FAILURES)
+                                              or "PytorchStreamWriter" in text)
 
 
 @contextlib.contextmanager
@@ -22,8 +30,9 @@ def atomic_path(path: Path, directory: bool = False):
     """Yield a temporary path next to ``path``; on success it replaces ``path``.
 
     A failed write leaves ``path`` as it was and no temporary file; a full disk is a
-    :class:`~text2token.errors.DiskFullError`, any other filesystem error a
-    :class:`~text2token.errors.WriteError` naming ``path`` and the cause (both are ``OSError`` subclasses)."""
+    :class:`~text2token.errors.DiskFullError`, any other filesystem error (or torch.save's errno-less write
+    failure) a :class:`~text2token.errors.WriteError` naming ``path`` and the cause (both are ``OSError``
+    subclasses)."""
     path = Path(path)
     tmp = None
     try:
@@ -47,6 +56,9 @@ def atomic_path(path: Path, directory: bool = False):
                                 "free some space and run again") from exc
         if isinstance(exc, OSError) and not isinstance(exc, Text2TokenError):
             raise write_error(exc, path, tmp) from exc
+        if torch_write_failure(exc):
+            cause = " ".join(str(exc).split())[:200]
+            raise WriteError(f"cannot write {path} (torch.save failed: {cause})", errno.EIO, cause, str(path)) from exc
         raise
     finally:
         if tmp is not None:
@@ -56,10 +68,8 @@ def atomic_path(path: Path, directory: bool = False):
 def write_error(exc: OSError, path: Path, tmp: Path | None = None):
     """A :class:`~text2token.errors.WriteError` for a failed write of ``path``: one line naming it (or the
     file the failed call names, when that is not ``path``'s temporary file) and the cause."""
-    from .errors import WriteError
-
     where = Path(exc.filename) if getattr(exc, "filename", None) else Path(path)
-    if tmp is not None and (where == tmp or Path(tmp) in where.parents or where.name.startswith(f".{Path(path).name}.")):
+    if tmp is not None and (Path(tmp) in where.parents or where.name.startswith(f".{Path(path).name}.")):
         where = Path(path)  # the temporary name means nothing to the reader
     return WriteError(f"cannot write {where} ({os_cause(exc)})", exc.errno, os_cause(exc), str(where))
 
@@ -86,7 +96,7 @@ def is_disk_full(exc: BaseException, folder: Path) -> bool:
         text = str(exc)
         if any(s in text for s in ("No space left on device", "os error 28", "Disk quota exceeded")):
             return True
-        if isinstance(exc, RuntimeError) and ("file write failed" in text or "unexpected pos" in text):
+        if isinstance(exc, RuntimeError) and any(s in text for s in TORCH_WRITE_FAILURES):
             try:
                 return _free_bytes(folder) < LOW_SPACE_BYTES
             except OSError:
@@ -150,22 +160,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(path: Path, payload) -> None:
-    """``torch.save`` atomically. torch's zip writer reports a failed write as a ``RuntimeError`` without
-    errno ("file write failed", "unexpected pos"): a full disk is told as such (see :func:`atomic_path`),
-    any other as a :class:`~text2token.errors.WriteError` naming ``path``."""
+    """``torch.save`` atomically; a failed write is told as :func:`atomic_path` tells it."""
     import torch
 
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except RuntimeError as exc:
-        text = str(exc)
-        if not any(s in text for s in ("file write failed", "unexpected pos", "PytorchStreamWriter")):
-            raise
-        from .errors import WriteError
-
-        cause = " ".join(text.split())[:200]
-        raise WriteError(f"cannot write {path} (torch.save failed: {cause})", errno.EIO, cause, str(path)) from exc
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 # ------------------------------------------------------------------ content checksums
