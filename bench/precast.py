@@ -6,7 +6,7 @@ grad), so storing the frozen weights in bf16 once could save that work. Both arm
 ``text2token.train`` on the embedded SmolLM2 with the default recipe (joint objective, last + PromptEOL, LoRA r 16
 on all linear layers; LoRA stays fp32), batch 32 x 64, in one process. A step's time is the difference between a
 run of ``--long`` steps and one of ``--short`` steps divided by their difference, so loading and the first step's
-warm-up cancel; arms alternate A B B A per round so drift cancels in the ratio.
+warm-up cancel (one untimed run first takes the process's one-time costs); arms alternate A B B A per round so drift cancels in the ratio.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.precast --data CORPUS.txt --rounds 1
 
@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     arms = ("float32", "bfloat16")
     per_step: dict[str, list[float]] = {a: [] for a in arms}
     with tempfile.TemporaryDirectory() as tmp:
+        run_seconds(args.data, arms[0], args.short, Path(tmp) / "warm-up")  # one-time costs out of the first arm
         for r in range(args.rounds):
             for arm in (arms if r % 2 == 0 else arms[::-1]) + (arms[::-1] if r % 2 == 0 else arms):
                 short = run_seconds(args.data, arm, args.short, Path(tmp) / f"{arm}-s")
