@@ -47,6 +47,8 @@ def parse(argv):
     p.add_argument("--json", metavar="FILE", help="write the latest row of each name (or of --rows) as JSON")
     p.add_argument("--rows", nargs="*", default=None, help="rows for --table / --json (default: all)")
     p.add_argument("--default", nargs="*", default=[], help="--json: the rows of the default recipe")
+    p.add_argument("--merge", action="store_true",
+                   help="--json: keep the file's rows whose names are not among the rows written (an update)")
     return p.parse_args(argv)
 
 
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         if args.table:
             print(table(rows))
         if args.json:
-            write_json(rows, Path(args.json), args.default)
+            write_json(rows, Path(args.json), args.default, merge=args.merge)
         return 0
     if not args.name:
         raise SystemExit("name a row")
@@ -185,8 +187,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows: list[dict], path: Path, default: list[str]) -> None:
+def write_json(rows: list[dict], path: Path, default: list[str], merge: bool = False) -> None:
     out = []
+    if merge and path.is_file():  # the file's other rows stay, in their order; a row of the same name is replaced
+        names = {r["name"] for r in rows}
+        out = [r for r in json.loads(path.read_text(encoding="utf-8")) if r["name"] not in names]
     for r in rows:
         quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
         out.append({"name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"],

@@ -44,3 +44,16 @@ def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
     assert joint["all_mean"] == round(sum(joint["scores"].values()) / 2, 2) and joint["quick_mean"] is None
     assert joint["n_tasks"] == 2
     assert joint["recipe"].endswith("default.yaml") and written[1]["recipe"] is None
+
+
+def test_json_merge_keeps_the_files_other_rows(tmp_path):
+    out = tmp_path / "quality.json"
+    old = [{"name": "kept", "scores": {"A": 1.0}}, {"name": "replaced", "scores": {"A": 2.0}}]
+    out.write_text(json.dumps(old))
+    new = {"name": "replaced", "recipe": None, "overrides": {}, "pooling": "last", "train_seconds": 0,
+           "texts_seen": 0, "scores": {"A": 3.0}}
+    bench.write_json([new], out, default=[], merge=True)
+    written = json.loads(out.read_text())
+    assert [(r["name"], r["scores"]["A"]) for r in written] == [("kept", 1.0), ("replaced", 3.0)]
+    bench.write_json([new], out, default=[])  # without --merge the file holds the rows given, alone
+    assert [r["name"] for r in json.loads(out.read_text())] == ["replaced"]
