@@ -2,7 +2,7 @@
 
 The backbone is built in code (Llama-3-8B's shape: 32 layers, hidden 4096, MLP 14336, 32 heads,
 8 KV heads, vocabulary 128256) with random weights, so nothing is downloaded. The step is the
-package's own: LoRA on all linear layers (``text2token.training.add_lora``), the loss module the
+package's own: LoRA on all linear layers (``text2token.lora.add_lora``), the loss module the
 Trainer runs (``TokenTargetObjective``: pool, project with the frozen LM head in fp32, KL to a
 sparse target), bf16 autocast as ``train --bf16`` does, gradient checkpointing, AdamW, grad-norm
 clip 1.0. It also times one teacher forward pass (stage-2 target building, no gradients).
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from text2token.config import TrainConfig
-    from text2token.training import TokenTargetObjective, add_lora
+    from text2token.lora import add_lora
+    from text2token.objective import TokenTargetObjective
 
     started = time.time()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -169,7 +169,7 @@ class Experiment:
 
         import text2token
         from text2token.config import TrainConfig
-        from text2token.stages import STAGE_DIRS, STAGE_SUMMARY, prepare_run_dir
+        from text2token.runfolder import STAGE_DIRS, STAGE_SUMMARY, RunFolder
 
         cfg = self.config(**overrides)
         same = self.same_as(cfg, name)
@@ -181,7 +181,7 @@ class Experiment:
         if name not in self.timings or not (run / "text2token_config.json").is_file():
             print(f"\n=== training {name} (stage 2 on {source}'s stage 1): {json.dumps(overrides)}", flush=True)
             config = TrainConfig(**cfg, output=str(run))
-            prepare_run_dir(config, resume=False, overwrite=True)
+            RunFolder(config.output).prepare(config, resume=False, overwrite=True)
             shutil.copytree(src_run / STAGE_DIRS["data"], run / STAGE_DIRS["data"],
                             ignore=shutil.ignore_patterns("checkpoints"))
             start = time.perf_counter()
@@ -199,8 +199,7 @@ class Experiment:
         import shutil
 
         from text2token.analysis.drift import ADAPTER_FILES
-        from text2token.stages import STAGE_DIRS
-        from text2token.training import is_complete
+        from text2token.runfolder import STAGE_DIRS, is_complete
 
         src_run, src_seconds, _ = self.trained(source)
         src_record = json.loads((src_run / "text2token_config.json").read_text())

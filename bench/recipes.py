@@ -67,7 +67,7 @@ def overrides(pairs: list[str]) -> dict:
 def train(args, work: Path) -> tuple[Path, dict]:
     import text2token
     from text2token.config import TrainConfig
-    from text2token.stages import read_train_config
+    from text2token.runfolder import read_train_config
 
     run = work / args.name
     values = overrides(args.set)

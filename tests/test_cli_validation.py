@@ -13,6 +13,7 @@ import math
 import pytest
 
 import text2token.stages as stages
+from text2token.runfolder import TRAIN_CONFIG, RunFolder
 from text2token.cli import MODEL_FLAGS, build_parser, config_overrides, main
 from text2token.config import (
     MAX_SEED, Range, TrainConfig, check_value, config_fields, field_type, numeric_fields, scalar_type,
@@ -318,8 +319,8 @@ def started_run(tiny_llama, corpus_file, tmp_path):
     """A run folder as `train` leaves it before its first checkpoint (its saved TrainConfig only)."""
     config = TrainConfig(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"), steps=4,
                          batch_size=4, max_length=24, pooling="mean")
-    run = stages.prepare_run_dir(config, resume=False, overwrite=False)
-    return run, (run / stages.TRAIN_CONFIG).read_text()
+    run = RunFolder(config.output).prepare(config, resume=False, overwrite=False)
+    return run, (run / TRAIN_CONFIG).read_text()
 
 
 def test_resume_refuses_flags_that_would_change_the_run(started_run, tmp_path, capsys, no_training):
@@ -332,7 +333,7 @@ def test_resume_refuses_flags_that_would_change_the_run(started_run, tmp_path, c
     for change in ("--steps 5 (the run has 4)", "--lr 1.0 (the run has 0.0001)", "--pooling last (the run has mean)",
                    f"--output {elsewhere} (the run has {run})"):
         assert change in line
-    assert (run / stages.TRAIN_CONFIG).read_text() == saved and not elsewhere.exists()
+    assert (run / TRAIN_CONFIG).read_text() == saved and not elsewhere.exists()
 
 
 def test_resume_checks_given_values_and_refuses_overwrite(started_run, capsys, no_training):
@@ -341,7 +342,7 @@ def test_resume_checks_given_values_and_refuses_overwrite(started_run, capsys, n
     assert one_error_line(capsys) == "text2token: error: steps must be at least 1, got 0"
     assert main(["train", "--resume", str(run), "--overwrite"]) == 2
     assert "--overwrite does not apply to --resume" in one_error_line(capsys)
-    assert (run / stages.TRAIN_CONFIG).read_text() == saved
+    assert (run / TRAIN_CONFIG).read_text() == saved
 
 
 def test_resume_accepts_flags_that_agree_with_the_run(started_run, tmp_path, captured):
@@ -351,4 +352,4 @@ def test_resume_accepts_flags_that_agree_with_the_run(started_run, tmp_path, cap
     assert main(["train", "--resume", str(run), "--config", str(recipe), "--steps", "4", "--max-length", "24",
                  "--output", str(run)]) == 0
     assert captured["resume"] is True and captured["config"].output == str(run)
-    assert (run / stages.TRAIN_CONFIG).read_text() == saved
+    assert (run / TRAIN_CONFIG).read_text() == saved

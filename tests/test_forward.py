@@ -51,7 +51,7 @@ def _old_csr(ids, weights, vocab, normalize=False):
 
 @torch.inference_mode()
 def _old_teacher(teacher, texts, background_texts, block, tau, remove, num_shards=1, shard=0):
-    """stages._teacher_pass as it was: one call per block, each block one teacher batch."""
+    """targets.model_derived._teacher_pass as it was: one call per block, each block one teacher batch."""
     logit_sum = torch.zeros(teacher.model.get_output_embeddings().weight.shape[0], dtype=torch.float64)
     for a, b in dist.block_ranges(len(background_texts), block, num_shards, shard):
         total = None

@@ -9,7 +9,7 @@ import text2token
 from text2token.backbone import load_tokenizer
 from text2token.config import TrainConfig
 from text2token.model import Text2TokenModel, embed, vocab_logits
-from text2token.stages import build_stage1_targets
+from text2token.targets import build_stage1_targets
 from text2token.targets import DataDrivenTargets
 
 TEXTS = ["The cat sat on the mat.", "Economists study inflation, interest rates and unemployment.",
@@ -29,16 +29,16 @@ def test_vocab_logits_stay_fp32_under_bf16_autocast(tiny_llama):
 
 
 def test_bf16_training_runs_on_cpu_under_autocast(tiny_llama, corpus_file, tmp_path, monkeypatch):
-    import text2token.training as training
+    import text2token.objective as objective
 
     seen = []
-    real = training.kl_loss
+    real = objective.kl_loss
 
     def spy(logits, *args):
         seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), logits.dtype))
         return real(logits, *args)
 
-    monkeypatch.setattr(training, "kl_loss", spy)
+    monkeypatch.setattr(objective, "kl_loss", spy)
     config = TrainConfig(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"), steps=2,
                          batch_size=4, max_length=32, save_steps=100, logging_steps=1, stages=["data"], precision="bf16",
                          pooling="mean", contrastive_weight=0.0)
@@ -69,18 +69,18 @@ def _config(tiny, corpus_file, out, **kw):
 
 
 def test_group_by_length_batches_texts_of_similar_length(tiny_llama, corpus_file, tmp_path, monkeypatch):
-    import text2token.training as training
+    import text2token.batches as batches
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     seen = []
-    real = training.Collator.__call__
+    real = batches.Collator.__call__
 
     def spy(self, rows):
         batch = real(self, rows)
         seen.append(batch["attention_mask"].sum(1).tolist())
         return batch
 
-    monkeypatch.setattr(training.Collator, "__call__", spy)
+    monkeypatch.setattr(batches.Collator, "__call__", spy)
     # 16 steps x 4 texts: LengthGroupedSampler sorts within megabatches of min(64 // 16, 50) = 4 batches
     text2token.train(_config(tiny_llama, corpus_file, tmp_path / "grouped", group_by_length=True, steps=16))
     grouped = [b for b in seen]
@@ -98,11 +98,11 @@ def test_group_by_length_batches_texts_of_similar_length(tiny_llama, corpus_file
 def test_group_by_length_resume_gives_the_same_model(tiny_llama, corpus_file, tmp_path, monkeypatch):
     import pytest
 
-    import text2token.training as training
+    import text2token.objective as objective
 
     reference = text2token.load(str(text2token.train(_config(tiny_llama, corpus_file, tmp_path / "a",
                                                              group_by_length=True))))
-    real = training.kl_loss
+    real = objective.kl_loss
     calls = {"n": 0}
 
     def crash(*args):
@@ -111,22 +111,23 @@ def test_group_by_length_resume_gives_the_same_model(tiny_llama, corpus_file, tm
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(training, "kl_loss", crash)
+    monkeypatch.setattr(objective, "kl_loss", crash)
     with pytest.raises(KeyboardInterrupt):
         text2token.train(_config(tiny_llama, corpus_file, tmp_path / "b", group_by_length=True))
-    monkeypatch.setattr(training, "kl_loss", real)
+    monkeypatch.setattr(objective, "kl_loss", real)
     resumed = text2token.load(str(text2token.train(TrainConfig(output=str(tmp_path / "b")), resume=True)))
     assert np.abs(resumed.encode(TEXTS[:3]) - reference.encode(TEXTS[:3])).max() <= 1e-5
 
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
-    """The LoRA dropout folded into A (training.fold_lora_dropout): the same losses and the same adapter
+    """The LoRA dropout folded into A (lora.fold_lora_dropout): the same losses and the same adapter
     weights as peft's own dropout, step for step, in fp32 and under bf16 autocast, with less kept for backward."""
     from text2token.backbone import load_backbone
     from text2token.pooling import TextEncoder
-    from text2token.training import (Collator, FoldedDropoutLinear, TokenTargetObjective, add_lora,
-                                     fold_lora_dropout)
+    from text2token.batches import Collator
+    from text2token.lora import FoldedDropoutLinear, add_lora, fold_lora_dropout
+    from text2token.objective import TokenTargetObjective
 
     def run(fold: bool):
         model, tok, _ = load_backbone(tiny_llama)

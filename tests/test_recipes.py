@@ -13,7 +13,7 @@ from text2token.config import TrainConfig
 from text2token.errors import ConfigError
 from text2token.lora import lora_targets
 from text2token.objective import head_directions, joint_loss, kl_loss
-from text2token.stages import corpus_split
+from text2token.data import corpus_split
 from text2token.targets.data_driven import DataDrivenTargets, english_stop_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -123,7 +123,7 @@ def test_head_directions_are_the_dominant_singular_vectors(tiny_llama):
 
 
 def test_joint_loss_is_kl_of_both_views_plus_weighted_simcse():
-    from text2token.contrastive import simcse_loss
+    from text2token.objective import simcse_loss
 
     torch.manual_seed(0)
     logits = torch.randn(4, 10)

@@ -109,22 +109,22 @@ def _nan_gradient(loss):
                          ids=["nan-loss", "nan-gradient"])
 def test_non_finite_stops_naming_the_step_and_resumes_from_the_last_good_checkpoint(
         reference, tmp_path, monkeypatch, capsys, fault, message):
-    import text2token.training as training
+    import text2token.objective as objective
 
-    real, calls = training.kl_loss, {"n": 0}
+    real, calls = objective.kl_loss, {"n": 0}
 
     def faulty(*args):
         calls["n"] += 1
         loss = real(*args)
         return fault(loss) if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(training, "kl_loss", faulty)
+    monkeypatch.setattr(objective, "kl_loss", faulty)
     run = tmp_path / "run"
     assert main(train_args(reference["model"], reference["corpus"], run)) == 2
     err = error_line(capsys)
     assert message in err and "at step 3" in err and "checkpoint-2" in err and f"--resume {run}" in err
     assert last_checkpoint(run / "stage1" / "checkpoints").name == "checkpoint-2"
-    monkeypatch.setattr(training, "kl_loss", real)  # a transient fault: resuming finishes the run
+    monkeypatch.setattr(objective, "kl_loss", real)  # a transient fault: resuming finishes the run
     assert main(["train", "--resume", str(run)]) == 0
     assert same_as_reference(run, reference) <= 1e-5
 

@@ -10,7 +10,8 @@ import torch
 import text2token
 from text2token.cli import build_parser, main
 from text2token.config import TrainConfig
-from text2token.contrastive import SimCSEObjective, prepare_dropout, simcse_loss
+from text2token.contrastive import prepare_dropout
+from text2token.objective import SimCSEObjective, simcse_loss
 from text2token.errors import ConfigError
 from text2token.training import last_checkpoint
 
@@ -48,7 +49,7 @@ def test_per_process_losses_with_gathered_columns_average_to_the_global_loss():
 def _objective(tiny_llama, **kw):
     from text2token.backbone import load_backbone
     from text2token.pooling import TextEncoder
-    from text2token.training import add_lora
+    from text2token.lora import add_lora
 
     config = TrainConfig(model=tiny_llama, objective="simcse", max_length=32, **kw)
     model, tokenizer, _ = load_backbone(tiny_llama)

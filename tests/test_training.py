@@ -54,36 +54,36 @@ def test_bidirectional_last_pooling_run_records_its_mode(tiny_llama, corpus_file
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tiny_llama, corpus_file, tmp_path, monkeypatch):
-    import text2token.training as training
+    import text2token.objective as objective
 
     calls = {"n": 0}
-    real = training.kl_loss
+    real = objective.kl_loss
 
     def flaky(*args):
         calls["n"] += 1
         loss = real(*args)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(training, "kl_loss", flaky)
+    monkeypatch.setattr(objective, "kl_loss", flaky)
     with pytest.raises(NonFiniteError, match="step 3"):
         text2token.train(small(tiny_llama, corpus_file, tmp_path / "run"))
     assert last_checkpoint(tmp_path / "run" / "stage1" / "checkpoints").name == "checkpoint-2"
 
 
 def test_non_finite_gradient_stops(tiny_llama, corpus_file, tmp_path, monkeypatch):
-    import text2token.training as training
+    import text2token.objective as objective
 
-    real = training.kl_loss
-    monkeypatch.setattr(training, "kl_loss", lambda *a: real(*a) * torch.tensor(float("inf")).clamp(max=1e38) * 1e38)
+    real = objective.kl_loss
+    monkeypatch.setattr(objective, "kl_loss", lambda *a: real(*a) * torch.tensor(float("inf")).clamp(max=1e38) * 1e38)
     with pytest.raises(NonFiniteError, match="non-finite (loss|gradient)"):
         text2token.train(small(tiny_llama, corpus_file, tmp_path / "run"))
 
 
 def test_resume_after_a_crash_gives_the_same_model(tiny_llama, corpus_file, tmp_path, monkeypatch):
-    import text2token.training as training
+    import text2token.objective as objective
 
     reference = text2token.load(str(text2token.train(small(tiny_llama, corpus_file, tmp_path / "a", steps=6, lr=1e-3))))
-    real = training.kl_loss
+    real = objective.kl_loss
     calls = {"n": 0}
 
     def crash(*args):
@@ -92,10 +92,10 @@ def test_resume_after_a_crash_gives_the_same_model(tiny_llama, corpus_file, tmp_
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(training, "kl_loss", crash)
+    monkeypatch.setattr(objective, "kl_loss", crash)
     with pytest.raises(KeyboardInterrupt):
         text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", steps=6, lr=1e-3))
-    monkeypatch.setattr(training, "kl_loss", real)
+    monkeypatch.setattr(objective, "kl_loss", real)
     assert not (tmp_path / "b" / "text2token_config.json").exists()
     with pytest.raises(RunFolderError, match="training did not finish|resume"):
         text2token.load(str(tmp_path / "b"))

@@ -207,10 +207,11 @@ def _check_resume_flags(args, overrides: dict) -> None:
     given.update(overrides)
     if not given:
         return
-    from .stages import prepare_run_dir, read_train_config
+    from .runfolder import RunFolder
 
-    run = prepare_run_dir(TrainConfig(output=args.resume), resume=True, overwrite=False)  # checks, makes nothing
-    saved = TrainConfig.from_dict(read_train_config(run), source=str(run))
+    folder = RunFolder(args.resume)
+    run = folder.prepare(TrainConfig(output=args.resume), resume=True, overwrite=False)  # checks, makes nothing
+    saved = TrainConfig.from_dict(folder.read_train_config(), source=str(run))
     wanted = TrainConfig.from_dict({**saved.to_dict(), **given}, source=args.config or "flags")  # bad values: named
     changed = []
     for key in dict.fromkeys("precision" if k == "bf16" else k for k in given):

@@ -6,7 +6,9 @@ negatives: with ``a_i``, ``b_j`` the two views,
 
     loss = mean_i  -log softmax_j( cos(a_i, b_j) / temperature )[i]
 
-(cross-entropy over the rows; temperature 0.05 as in SimCSE and LLM2Vec). Everything else is
+(cross-entropy over the rows; temperature 0.05 as in SimCSE and LLM2Vec; the loss module is
+:class:`text2token.objective.SimCSEObjective`, beside Text2Token's, and this module sets up the
+dropout that makes the two views). Everything else is
 the Text2Token machinery: the same backbone loader, pooling, LoRA, Trainer and run folder, so a
 SimCSE run is opened, encoded, evaluated and exported exactly like a Text2Token run.
 
@@ -29,46 +31,12 @@ from __future__ import annotations
 
 import logging
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .model import causal_lm, embed
+from .model import causal_lm
 
 log = logging.getLogger(__name__)
-
-
-def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, offset: int = 0) -> torch.Tensor:
-    """Cross-entropy of ``cos(a_i, b_j) / temperature`` over ``j``, the positive of row ``i`` being ``b[offset + i]``.
-
-    ``a``: ``[n, d]`` first views; ``b``: ``[m, d]`` second views, ``m >= offset + n`` (``b`` may hold the
-    second views of other processes too, ``offset`` is where this process's own rows start).
-    """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"expected [n, d] and [m, d] embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if offset + a.shape[0] > b.shape[0]:
-        raise ValueError(f"positives out of range: rows {offset}..{offset + a.shape[0] - 1} of {b.shape[0]}")
-    logits = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature
-    labels = torch.arange(offset, offset + a.shape[0], device=a.device)
-    return F.cross_entropy(logits, labels)
-
-
-def two_views(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
-    """``[2n, d]``: the embeddings of a batch of ``n`` texts, then of the same texts again. One forward pass over
-    the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one."""
-    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling)
-
-
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All processes' ``x`` concatenated (gradients flow back to each), and where this process's rows start."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x, 0
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
 
 
 def set_attention_dropout(model, p: float) -> int:
@@ -98,25 +66,3 @@ def prepare_dropout(model, config) -> dict:
         raise ConfigError("simcse needs dropout to make two views of a text: set simcse_dropout or lora_dropout "
                           "above 0")
     return active
-
-
-class SimCSEObjective(nn.Module):
-    """Loss module of the SimCSE baseline for a peft-wrapped causal LM (same interface as TokenTargetObjective)."""
-
-    def __init__(self, peft_model, pooling: str, temperature: float = 0.05):
-        super().__init__()
-        self.peft_model = peft_model
-        self.pooling = pooling
-        self.temperature = temperature
-
-    def views(self, input_ids, attention_mask, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two embeddings of each text (see :func:`two_views`)."""
-        e = two_views(self.peft_model, {"input_ids": input_ids, "attention_mask": attention_mask,
-                                        "position_ids": position_ids}, self.pooling)
-        n = input_ids.shape[0]
-        return e[:n], e[n:]
-
-    def forward(self, input_ids, attention_mask, position_ids):
-        a, b = self.views(input_ids, attention_mask, position_ids)
-        b_all, offset = gather_with_grad(b)
-        return {"loss": simcse_loss(a, b_all, self.temperature, offset)}

@@ -16,16 +16,23 @@ Formats, by suffix: ``.jsonl``/``.ndjson`` are JSON lines; ``.json`` is JSON lin
 first line is not a JSON object on its own, in which case the whole file is read as one JSON list
 of rows (or an object whose values are the rows), each row an object with the field or a string;
 anything else is plain text, one text per line (its line ending removed).
+
+:func:`corpus_split` gives each stage of a run its texts (read once, shuffled with the run's seed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".text")
@@ -269,3 +276,46 @@ def read_corpus(sources: list[str], field_name: str = "text", max_chars: int | N
     if not texts:
         raise DataError(f"no usable text in {', '.join(map(str, sources))} ({stats.summary()})")
     return texts, stats
+
+
+def corpus_split(config: TrainConfig, world_size: int = 1):
+    """Read each stage's corpus once; shuffle it (seeded) and give each stage its own texts.
+
+    With one corpus for both stages (``data``), stage 2 takes the texts after stage 1's. With
+    ``stage1_data`` / ``stage2_data``, each stage draws from its own corpus, and ``"all"`` (the
+    stage-2 background's sample) is the stage-2 corpus, as in the prototype.
+    """
+    need = {s: config.steps_of[s] * config.batch_size * config.grad_accum * world_size for s in config.stages}
+    sources = {stage: tuple(config.data_of(stage)) for stage in ("data", "model")}
+    read: dict[tuple, list[str]] = {}
+    stats = None
+    for stage in ("model", "data"):  # the stage-2 corpus is the one the summary describes when both differ
+        if stage not in config.stages and not (stage == "model" and "simcse" in config.stages):
+            continue
+        if sources[stage] not in read:
+            texts, found = read_corpus(list(sources[stage]), config.data_field, config.max_chars)
+            log.info("corpus %s: %s", ", ".join(sources[stage]), found.summary())
+            order = list(range(len(texts)))
+            random.Random(config.seed).shuffle(order)
+            read[sources[stage]] = [texts[i] for i in order]
+            stats = stats or found
+    shuffled2 = read.get(sources["model"]) or read[sources["data"]]
+    # exactly steps x global batch texts (the corpus repeated if it is smaller): every step sees a
+    # full batch, so a run gives the same batches whatever the number of processes
+    stage1 = _cycle(read[sources["data"]], need.get("data", 0)) if "data" in need else []
+    if sources["data"] == sources["model"]:
+        # stage 2 takes the texts after stage 1's where the corpus is large enough, else wraps around
+        start = len(stage1) % len(shuffled2)
+        rotated = shuffled2[start:] + shuffled2[:start]
+    else:
+        rotated = shuffled2
+    stage2 = _cycle(rotated, need.get("model", 0))
+    simcse = _cycle(shuffled2, need.get("simcse", 0))  # the texts of stage 1 then stage 2 of a Text2Token run
+    return {"data": stage1, "model": stage2, "simcse": simcse, "all": shuffled2}, stats
+
+
+def _cycle(items: list, count: int) -> list:
+    """The first ``count`` items of ``items`` repeated end to end."""
+    if len(items) >= count:
+        return items[:count]
+    return [items[i % len(items)] for i in range(count)]

@@ -12,7 +12,8 @@ corpus (stage-1 targets, the stage-2 background and teacher targets) and the run
 * per-rank results are gathered in rank order (:func:`gather_lists`) or summed
   (:func:`all_reduce_sum`) with plain torch.distributed collectives;
 * decisions and writes about the run folder happen on the main process only
-  (:func:`on_main`), and their result, or their exception, reaches every rank, so a user error
+  (:func:`on_main`; :class:`MainOnly` makes every method of an object so, as
+  ``RunFolder.shared``), and their result, or their exception, reaches every rank, so a user error
   on rank 0 stops all ranks instead of leaving them waiting in a collective.
 
 With one process every helper is a no-op.
@@ -148,6 +149,27 @@ def on_main(fn, *args, **kwargs):
     if status == "error":
         raise value
     return value
+
+
+class MainOnly:
+    """``obj`` as every rank sees it: each method call runs on the main process alone (:func:`on_main`) and its
+    answer, or its exception, reaches every rank. Every rank must make the same calls in the same order (each
+    is a collective); plain attributes are read locally. With one process it is ``obj`` itself, in effect."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name):
+        value = getattr(self._obj, name)
+        if not callable(value):
+            return value
+
+        def on_main_only(*args, **kwargs):
+            return on_main(value, *args, **kwargs)
+
+        on_main_only.__name__ = on_main_only.__qualname__ = name
+        on_main_only.__doc__ = value.__doc__
+        return on_main_only
 
 
 def _picklable(exc: Exception) -> Exception:

@@ -1,4 +1,7 @@
-"""The training objective: KL(q ‖ p_θ) with p_θ = softmax(W_lm · e(x)) in fp32.
+"""The training objectives, each a loss module with one interface: ``forward(**batch) -> {"loss": ..., ...}``,
+built for a stage by :func:`build_objective`.
+
+Text2Token (:class:`TokenTargetObjective`): KL(q ‖ p_θ) with p_θ = softmax(W_lm · e(x)) in fp32.
 
 Targets are sparse, so the loss needs only the log-probabilities at the target's tokens:
 KL(q ‖ p) = Σ_t q_t (log q_t − log p_t), summed over the target's support.
@@ -7,12 +10,19 @@ Two options beyond the paper (each off by default; RESULTS.md says what they did
 the joint objective (:func:`joint_loss`: the KL on two dropout views plus SimCSE's in-batch
 contrastive term), and the head filter (:func:`head_directions`: the LM head's dominant singular
 directions, which raise frequent tokens for every text, projected out of e(x) before the loss).
+
+The SimCSE baseline (:class:`SimCSEObjective`, :func:`simcse_loss`; its dropout set-up and the method's
+description are in :mod:`text2token.contrastive`): two dropout views of each text, in-batch negatives.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import embed, vocab_logits
 
 
 def pad_targets(targets: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,8 +74,106 @@ def joint_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: t
     """KL over both views' ``logits`` ``[2n, V]`` (targets ``[n, K]``, one per text) plus ``weight`` x SimCSE's
     loss of ``first`` ``[n, d]`` against ``second_all`` (see :func:`text2token.contrastive.simcse_loss`).
     Returns ``(total, kl, contrastive)``."""
-    from .contrastive import simcse_loss
-
     kl = kl_loss(logits, target_ids.repeat(2, 1), target_weights.repeat(2, 1))
     contrastive = simcse_loss(first, second_all, temperature, offset)
     return kl + weight * contrastive, kl, contrastive
+
+
+def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, offset: int = 0) -> torch.Tensor:
+    """Cross-entropy of ``cos(a_i, b_j) / temperature`` over ``j``, the positive of row ``i`` being ``b[offset + i]``.
+
+    ``a``: ``[n, d]`` first views; ``b``: ``[m, d]`` second views, ``m >= offset + n`` (``b`` may hold the
+    second views of other processes too, ``offset`` is where this process's own rows start).
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected [n, d] and [m, d] embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if offset + a.shape[0] > b.shape[0]:
+        raise ValueError(f"positives out of range: rows {offset}..{offset + a.shape[0] - 1} of {b.shape[0]}")
+    logits = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature
+    labels = torch.arange(offset, offset + a.shape[0], device=a.device)
+    return F.cross_entropy(logits, labels)
+
+
+def two_views(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """``[2n, d]``: the embeddings of a batch of ``n`` texts, then of the same texts again. One forward pass over
+    the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one."""
+    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling)
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' ``x`` concatenated (gradients flow back to each), and where this process's rows start."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
+
+
+class TokenTargetObjective(nn.Module):
+    """Loss module: KL(q ‖ softmax(W_lm · e(x))) for a peft-wrapped causal LM.
+
+    ``contrastive_weight > 0``: the joint objective (:func:`joint_loss`): each text
+    twice through dropout in one stacked pass, the KL on both views, plus that weight times SimCSE's
+    in-batch loss (negatives gathered across processes). ``head_filter``: directions ``[dim, k]``
+    removed from e(x) before the vocabulary projection (:func:`head_directions`).
+    """
+
+    needs_targets = True
+
+    def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
+                 head_filter: torch.Tensor | None = None):
+        super().__init__()
+        self.peft_model = peft_model
+        self.pooling = pooling
+        self.contrastive_weight = contrastive_weight
+        self.temperature = temperature
+        self.register_buffer("head_filter", head_filter, persistent=False)
+
+    def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        if self.contrastive_weight <= 0:
+            logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling), self.head_filter)
+            return {"loss": kl_loss(logits, target_ids, target_weights)}
+        n = input_ids.shape[0]
+        e = two_views(self.peft_model, batch, self.pooling)
+        second_all, offset = gather_with_grad(e[n:])
+        loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
+                                           target_weights, e[:n], second_all, offset, self.contrastive_weight,
+                                           self.temperature)
+        return {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
+
+
+class SimCSEObjective(nn.Module):
+    """Loss module of the SimCSE baseline for a peft-wrapped causal LM (same interface as TokenTargetObjective)."""
+
+    needs_targets = False
+
+    def __init__(self, peft_model, pooling: str, temperature: float = 0.05):
+        super().__init__()
+        self.peft_model = peft_model
+        self.pooling = pooling
+        self.temperature = temperature
+
+    def views(self, input_ids, attention_mask, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two embeddings of each text (see :func:`two_views`)."""
+        e = two_views(self.peft_model, {"input_ids": input_ids, "attention_mask": attention_mask,
+                                        "position_ids": position_ids}, self.pooling)
+        n = input_ids.shape[0]
+        return e[:n], e[n:]
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        a, b = self.views(input_ids, attention_mask, position_ids)
+        b_all, offset = gather_with_grad(b)
+        return {"loss": simcse_loss(a, b_all, self.temperature, offset)}
+
+
+def build_objective(peft_model, base_model, config, stage: str) -> nn.Module:
+    """The loss module of ``stage``: SimCSE's for the baseline's one stage (``simcse``), else Text2Token's
+    (the KL, joint with SimCSE's term when ``contrastive_weight > 0``). Its ``needs_targets`` says whether
+    the batches carry targets. ``base_model``: the backbone the head filter's directions are taken from."""
+    if stage == "simcse":
+        return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
+    return TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight, config.simcse_temperature,
+                                head_directions(base_model, config.head_filter))

@@ -668,6 +668,15 @@ class RunFolder:
         return out
 
     # writing: ownership and the lock
+    @property
+    def shared(self):
+        """This folder as the processes of one run use it: every method runs on the main process alone and its
+        answer (or exception) reaches every rank (:class:`text2token.distributed.MainOnly`), so they decide the
+        same and only one writes. With one process it is the folder itself, in effect."""
+        from .distributed import MainOnly
+
+        return MainOnly(self)
+
     def lock(self) -> WriterLock:
         """The lock of this folder (``with run.lock(): ...``): one writing process at a time."""
         return WriterLock(self.lock_file, self.path, "written", info={"run": str(self.path.absolute())})

@@ -1,9 +1,10 @@
 """Training one stage on the transformers Trainer.
 
 The Trainer (through accelerate) brings multi-GPU (DDP, FSDP, DeepSpeed), bf16, gradient
-accumulation, checkpoints, resume and logging backends. What is ours: the loss module,
-which goes through the (possibly DDP-wrapped) module's ``forward`` so gradient sync works;
-saving only the LoRA adapter in checkpoints; crash-safe checkpoints (a completion marker written
+accumulation, checkpoints, resume and logging backends. What it trains is the stage's loss module
+(:func:`text2token.objective.build_objective`), which goes through the (possibly DDP-wrapped)
+module's ``forward`` so gradient sync works, on fresh LoRA adapters (:func:`text2token.lora.add_lora`)
+and batches of :mod:`text2token.batches`. What is ours here: saving only the LoRA adapter in checkpoints; crash-safe checkpoints (a completion marker written
 last, old checkpoints deleted only after it, a full disk reported in one line); and the stop on a
 non-finite loss or gradient.
 """
@@ -18,13 +19,13 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .errors import DiskFullError, NonFiniteError, RunFolderError
 from .files import free_space, is_disk_full
-from .model import embed, quiet_peft, vocab_logits
-from .objective import head_directions, joint_loss, kl_loss, pad_targets
+from .batches import Collator, TargetDataset, TextCollator, TextDataset
+from .lora import add_lora
+from .objective import build_objective
 from .pooling import TextEncoder
 from .precision import resolve as resolve_precision
 
@@ -33,89 +34,6 @@ from .precision import resolve as resolve_precision
 from .runfolder import (ADAPTER_FILE, CHECKPOINTS, COMPLETE_FILE, STAGE_LOG, _checkpoints, complete_checkpoints,  # noqa: F401
                         is_complete, kept_checkpoint_note, last_checkpoint, last_verified_checkpoint,
                         mark_complete, remove_incomplete_checkpoints, remove_old_checkpoints, trim_log)
-
-
-class TargetDataset(torch.utils.data.Dataset):
-    """Texts with their sparse targets ``(ids, weights)``."""
-
-    def __init__(self, texts: list[str], targets: list):
-        assert len(texts) == len(targets)
-        self.texts, self.targets = texts, targets
-
-    def __len__(self):
-        return len(self.texts)
-
-    def __getitem__(self, i):
-        return {"text": self.texts[i], "target": self.targets[i]}
-
-
-class TextDataset(torch.utils.data.Dataset):
-    """Texts alone (the SimCSE baseline has no targets)."""
-
-    def __init__(self, texts: list[str]):
-        self.texts = texts
-
-    def __len__(self):
-        return len(self.texts)
-
-    def __getitem__(self, i):
-        return {"text": self.texts[i]}
-
-
-class TextCollator:
-    """Tokenizes a batch of texts."""
-
-    def __init__(self, text_encoder: TextEncoder):
-        self.text_encoder = text_encoder
-
-    def __call__(self, rows):
-        return self.text_encoder([r["text"] for r in rows])
-
-
-class Collator:
-    """Tokenizes a batch of texts and pads its targets."""
-
-    def __init__(self, text_encoder: TextEncoder):
-        self.text_encoder = text_encoder
-
-    def __call__(self, rows):
-        batch = self.text_encoder([r["text"] for r in rows])
-        batch["target_ids"], batch["target_weights"] = pad_targets([r["target"] for r in rows])
-        return batch
-
-
-class TokenTargetObjective(nn.Module):
-    """Loss module: KL(q ‖ softmax(W_lm · e(x))) for a peft-wrapped causal LM.
-
-    ``contrastive_weight > 0``: the joint objective (:func:`text2token.objective.joint_loss`): each text
-    twice through dropout in one stacked pass, the KL on both views, plus that weight times SimCSE's
-    in-batch loss (negatives gathered across processes). ``head_filter``: directions ``[dim, k]``
-    removed from e(x) before the vocabulary projection (:func:`text2token.objective.head_directions`).
-    """
-
-    def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
-                 head_filter: torch.Tensor | None = None):
-        super().__init__()
-        self.peft_model = peft_model
-        self.pooling = pooling
-        self.contrastive_weight = contrastive_weight
-        self.temperature = temperature
-        self.register_buffer("head_filter", head_filter, persistent=False)
-
-    def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        if self.contrastive_weight <= 0:
-            logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling), self.head_filter)
-            return {"loss": kl_loss(logits, target_ids, target_weights)}
-        from .contrastive import gather_with_grad, two_views
-
-        n = input_ids.shape[0]
-        e = two_views(self.peft_model, batch, self.pooling)
-        second_all, offset = gather_with_grad(e[n:])
-        loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
-                                           target_weights, e[:n], second_all, offset, self.contrastive_weight,
-                                           self.temperature)
-        return {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
 
 
 class StageTrainer(Trainer):
@@ -199,7 +117,7 @@ class StageTrainer(Trainer):
 class FiniteGradients(TrainerCallback):
     """Stops training, naming the step, when a gradient is NaN or infinite."""
 
-    def __init__(self, objective: TokenTargetObjective):
+    def __init__(self, objective):
         self.objective = objective
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
@@ -268,105 +186,6 @@ class StageProgress(TrainerCallback):
             self.bar = None
 
 
-class _DropoutLinear(torch.autograd.Function):
-    """``linear(dropout(x), weight)`` keeping ``x`` and a 1-byte mask for backward (see :class:`FoldedDropoutLinear`).
-
-    Forward draws the mask exactly as ``torch.nn.functional.dropout`` does on a CPU (``bernoulli_(1 - p)`` on
-    the default generator, then ``div_(1 - p)``); backward rebuilds ``x * noise`` from the kept mask and
-    differentiates the same ``linear`` again under the forward's autocast state, so every number matches
-    the unfolded computation."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, p):
-        noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
-        ctx.p, ctx.device = p, x.device.type
-        ctx.autocast = torch.is_autocast_enabled(ctx.device)
-        ctx.dtype = torch.get_autocast_dtype(ctx.device) if ctx.autocast else None
-        ctx.save_for_backward(x, noise.ne(0), weight, bias)
-        return nn.functional.linear(x * noise, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, keep, weight, bias = ctx.saved_tensors
-        wanted = [(t, need) for t, need in zip((x.detach(), weight, bias), ctx.needs_input_grad[:3]) if t is not None]
-        with torch.enable_grad(), torch.autocast(ctx.device, dtype=ctx.dtype, enabled=ctx.autocast):
-            xd = wanted[0][0].requires_grad_(ctx.needs_input_grad[0])
-            out = nn.functional.linear(xd * keep.to(x.dtype).div_(1 - ctx.p), weight, bias)
-        inputs = [t for t, need in wanted if need]
-        grads = iter(torch.autograd.grad(out, inputs, grad) if inputs else [])
-        result = [next(grads) if need else None for t, need in wanted]
-        result += [None] * (3 - len(result))
-        return (*result, None)
-
-
-class FoldedDropoutLinear(nn.Linear):
-    """A LoRA ``A`` matrix with the adapter's dropout folded in, for inputs on a CPU.
-
-    peft computes ``lora_B(lora_A(dropout(x)))``. On a CPU, autograd then keeps, for every adapted
-    layer, the dropout's noise (a float tensor the size of the layer's input) and the dropped-out copy
-    of the input that ``lora_A`` multiplies: with LoRA on all linear layers of SmolLM2 that is over half
-    of what a training step keeps for backward (docs/performance.md). Folded, it keeps ``x`` (the
-    same tensor for the q, k, v adapters, and for gate and up) and the mask as bytes, and rebuilds the
-    dropped-out input in backward: the same random numbers, operations and results, less memory.
-    Elsewhere (a GPU's fused dropout draws its masks differently) it runs peft's way.
-    """
-
-    dropout_p = 0.0
-
-    def forward(self, x):
-        if self.training and self.dropout_p > 0 and torch.is_grad_enabled() and x.device.type == "cpu":
-            return _DropoutLinear.apply(x, self.weight, self.bias, self.dropout_p)
-        return super().forward(nn.functional.dropout(x, self.dropout_p, self.training))
-
-
-def fold_lora_dropout(peft_model, enable: bool = True) -> int:
-    """Fold each plain LoRA adapter's dropout into its ``A`` matrix (see :class:`FoldedDropoutLinear`),
-    or undo it (``enable=False``); returns how many adapters changed. The adapter's weights and state-dict
-    keys stay as they are, so saving, loading and merging are unchanged."""
-    from peft.tuners.lora import LoraLayer
-
-    count = 0
-    for module in peft_model.modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        for name in list(module.lora_dropout.keys()):
-            lora_a, dropout = module.lora_A[name], module.lora_dropout[name]
-            if name in getattr(module, "lora_variant", {}):
-                continue
-            if enable and type(lora_a) is nn.Linear and isinstance(dropout, nn.Dropout) and dropout.p > 0:
-                lora_a.__class__, lora_a.dropout_p = FoldedDropoutLinear, dropout.p
-                module.lora_dropout[name] = nn.Identity()
-                count += 1
-            elif not enable and type(lora_a) is FoldedDropoutLinear:
-                module.lora_dropout[name] = nn.Dropout(lora_a.dropout_p)
-                module.lora_dropout[name].train(lora_a.training)
-                lora_a.__class__ = nn.Linear
-                del lora_a.dropout_p
-                count += 1
-    return count
-
-
-def add_lora(model, config):
-    from peft import LoraConfig, get_peft_model
-
-    from .lora import lora_targets
-
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=lora_targets(model, config.lora_target_modules), bias="none")
-    if config.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    with quiet_peft():
-        peft_model = get_peft_model(model, lora)
-    if not config.gradient_checkpointing:  # with it, whole layers are recomputed anyway
-        fold_lora_dropout(peft_model)
-    return peft_model
-
-
 def training_arguments(config, stage: str, output_dir: Path) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -405,15 +224,11 @@ def train_stage(model, tokenizer, texts, targets, config, stage: str, stage_dir:
     set_seed(config.seed + (1 if stage == "model" else 0))  # the adapter's init must not depend on history
     peft_model = add_lora(model, config)
     encoder = TextEncoder(tokenizer, config.pooling, config.max_length, config.prompt)
-    if stage == "simcse":
-        from .contrastive import SimCSEObjective
-
-        objective = SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
-        dataset, collator = TextDataset(texts), TextCollator(encoder)
-    else:
-        objective = TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
-                                         config.simcse_temperature, head_directions(model, config.head_filter))
+    objective = build_objective(peft_model, model, config, stage)
+    if objective.needs_targets:
         dataset, collator = TargetDataset(texts, targets), Collator(encoder)
+    else:
+        dataset, collator = TextDataset(texts), TextCollator(encoder)
     args = training_arguments(config, stage, stage_dir / CHECKPOINTS)
     trainer = StageTrainer(
         model=objective,

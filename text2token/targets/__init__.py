@@ -2,11 +2,15 @@
 
 - :mod:`.data_driven`: stage 1, the tokens of the text itself.
 - :mod:`.model_derived`: stage 2, the frozen stage-1 teacher's tokens, filtered by a background prior.
+
+:func:`build_stage1_targets` and :func:`build_stage2_targets` build them for a whole corpus, over every process
+of a run.
 """
 
-from .data_driven import DataDrivenTargets, english_stop_words
+from .data_driven import DataDrivenTargets, build_stage1_targets, english_stop_words
 from .model_derived import (
     background_distribution,
+    build_stage2_targets,
     model_derived_target,
     sparsify,
     teacher_targets,
@@ -14,6 +18,8 @@ from .model_derived import (
 
 __all__ = [
     "DataDrivenTargets",
+    "build_stage1_targets",
+    "build_stage2_targets",
     "english_stop_words",
     "background_distribution",
     "model_derived_target",

@@ -9,16 +9,25 @@ Stop-word lists (:data:`STOP_WORD_LISTS`): ``nltk`` (default), NLTK's English li
 as the prototype uses it, shipped in this package as data (NLTK downloads its lists at run time);
 ``sklearn``, scikit-learn's 318 words (which also drop "never", "nothing", "first", numbers);
 ``none``.
+
+:func:`build_stage1_targets` builds a corpus's targets: with several processes each builds its own blocks
+of texts (IDF counts summed over all) and every rank receives them all.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+
+log = logging.getLogger(__name__)
 _NON_WORD = re.compile(r"[\W_]+")
 STOP_WORD_LISTS = ("nltk", "sklearn", "none")
 
@@ -107,3 +116,59 @@ class DataDrivenTargets:
             num_documents = len(corpus)
         idf = np.log((1 + num_documents) / (1 + np.asarray(document_frequencies, dtype=np.float64))) + 1.0
         return cls(tokenizer, weighting="idf", idf=idf, **kwargs)
+
+
+# ---------------------------------------------------------------- a corpus's stage-1 targets, over every process
+def target_block(config: TrainConfig) -> int:
+    """Texts per block (and per teacher batch) of target building: the global batch, at most
+    ``distributed.MAX_BLOCK``. It depends on the global batch only, not on how many processes share it."""
+    from .. import distributed as dist
+
+    return max(1, min(config.batch_size * config.grad_accum * dist.world_size(), dist.MAX_BLOCK))
+
+
+def build_stage1_targets(tokenizer, texts: list[str], config: TrainConfig, model=None):
+    """Data-driven targets for ``texts``. With several processes each builds its own blocks of
+    texts (IDF counts summed over all), and the targets are gathered so every rank holds all.
+    ``weighting: prompt_attention`` needs the base ``model`` (:mod:`text2token.targets.prompt_attention`)."""
+    from .. import distributed as dist
+
+    blocks = dist.block_ranges(len(texts), target_block(config))
+    builder = DataDrivenTargets(tokenizer, stop_words=config.stop_words)
+    if config.weighting == "prompt_attention":
+        from .prompt_attention import attention_per_token, smoothed
+
+        rows = []
+        for a, b in blocks:
+            attention = attention_per_token(model, tokenizer, texts[a:b], config.max_length, config.prompt)
+            rows += [(ids, smoothed(att, ids)) for (ids, _), att in zip(builder(texts[a:b]), attention)]
+        targets = dist.gather_lists(rows)
+        return _keep_nonempty(texts, targets)
+    if config.weighting == "idf":
+        df = np.zeros(0)
+        for a, b in blocks:
+            counts = builder.document_frequencies(texts[a:b])
+            df = counts if not len(df) else df + counts
+        if not len(df):
+            df = builder.document_frequencies([])
+        import torch
+
+        df = dist.all_reduce_sum(torch.from_numpy(df)).numpy()
+        builder = DataDrivenTargets.with_idf(tokenizer, document_frequencies=df, num_documents=len(texts),
+                                             stop_words=config.stop_words)
+    targets = dist.gather_lists([q for a, b in blocks for q in builder(texts[a:b])])
+    return _keep_nonempty(texts, targets)
+
+
+def _keep_nonempty(texts: list[str], targets: list):
+    """Drop texts whose target is empty (a warning says how many); an error if none is left."""
+    kept = [(t, q) for t, q in zip(texts, targets) if len(q[0])]
+    skipped = len(texts) - len(kept)
+    if not kept:
+        from ..errors import DataError
+
+        raise DataError("every text's data-driven target is empty (only stop words, punctuation or whitespace): "
+                        "nothing to train on")
+    if skipped:
+        log.warning("%d texts skipped: their data-driven target is empty (only stop words or punctuation)", skipped)
+    return [t for t, _ in kept], [q for _, q in kept], skipped

@@ -8,12 +8,26 @@ Target: q_M(· | x) = softmax(r(x) / tau), tau = 1e-5 by default.
 The teacher's output never changes during stage 2, so targets are computed once per text
 and kept sparsely (the top tokens that hold all but ``1 - min_mass`` of the target's mass),
 instead of running the teacher at every training step.
+
+:func:`build_stage2_targets` runs the teacher over a corpus (each process over its own blocks of texts) and
+caches the background and targets in the run folder, so a resumed run does not run the teacher again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+    from ..model import Text2TokenModel
+
+log = logging.getLogger(__name__)
 
 RATIO_EPS = 1e-8
 
@@ -92,3 +106,78 @@ def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: fl
         for i, row in zip(step.index, rows):
             targets[position[i]] = row
     return targets, kept
+
+
+# ---------------------------------------------------------------- a corpus's stage-2 targets, over every process
+def tokenizer_fingerprint(tokenizer) -> dict:
+    """The vocabulary's size and digest: cached targets are only reused with the same tokenizer."""
+    import hashlib
+
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha1(json.dumps(vocab).encode()).hexdigest()
+    return {"vocab_size": len(tokenizer), "vocab_sha1": digest}
+
+
+def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float, head_filter: int = 0):
+    if not cache.is_file():
+        return None
+    saved = torch.load(cache, weights_only=False)
+    if saved.get("tokenizer") != fingerprint:
+        from ..errors import RunFolderError
+
+        raise RunFolderError(f"{cache} was built with another tokenizer or vocabulary "
+                             f"({saved.get('tokenizer')} vs {fingerprint}); delete it to rebuild")
+    if saved.get("texts") == count and saved.get("tau") == tau and saved.get("head_filter", 0) == head_filter:
+        log.info("stage 2: reusing teacher targets from %s", cache)
+        return saved["targets"], saved["background"]
+    return None
+
+
+def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_texts: list[str],
+                         config: TrainConfig, cache: Path):
+    """Background and sparse teacher targets, computed once and cached in the run folder.
+
+    With several processes: each rank runs the teacher over its own blocks of texts (one block is
+    one teacher batch of :func:`target_block` texts, so a text is batched with the same neighbours
+    whatever the world size);
+    the background's logit sums are all-reduced, the targets gathered in order. The main process
+    writes the cache; on resume it reads it and sends it to every rank (no shared disk needed).
+    """
+    from .. import distributed as dist
+    from ..objective import head_directions
+    from ..precision import resolve as resolve_precision
+
+    fingerprint = tokenizer_fingerprint(teacher.tokenizer)
+    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau, config.head_filter)
+    if saved is not None:
+        return saved
+    teacher.model.to(dist.local_device())
+    quiet = not dist.is_main()
+    remove = head_directions(teacher.model, config.head_filter)
+    with torch.autocast(teacher.device.type, dtype=torch.bfloat16,
+                        enabled=resolve_precision(config.precision, teacher.device.type) == "bf16"):
+        return _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove)
+
+
+def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove):
+    # this rank's blocks of texts, each one teacher batch; the teacher's forward pass shows one bar over them
+    from .. import distributed as dist
+    from ..files import atomic_torch_save
+    from .data_driven import target_block
+
+    block = target_block(config)
+    logit_sum = mean_teacher_logits(teacher, background_texts, block, show_progress=not quiet, remove=remove,
+                                    blocks=dist.block_ranges(len(background_texts), block))
+    background = background_distribution(dist.all_reduce_sum(logit_sum), len(background_texts))
+    targets, kept_mass = teacher_targets(teacher, texts, background, config.tau, block, config.target_max_k,
+                                         config.target_min_mass, show_progress=not quiet, remove=remove,
+                                         blocks=dist.block_ranges(len(texts), block))
+    targets = dist.gather_lists(targets)
+    kept_mass = min(dist.gather_lists([kept_mass]))
+    background = background.cpu()
+    log.info("stage 2: %d teacher targets, smallest mass kept %.6f", len(targets), kept_mass)
+    payload = {"tokenizer": fingerprint, "texts": len(texts), "tau": config.tau, "head_filter": config.head_filter,
+               "background": background,
+               "targets": targets, "kept_mass": kept_mass}
+    dist.on_main(atomic_torch_save, cache, payload)
+    return targets, background
