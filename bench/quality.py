@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from text2token.runfolder import STAGE_DIRS, STAGE_SUMMARY, RunFolder
+
 BASELINES = {  # name -> (pooling, attention)
     "base mean causal": ("mean", "causal"),
     "base last causal": ("last", "causal"),
@@ -122,7 +124,7 @@ class Experiment:
             return same
         name = self.unique_name(name, cfg)
         run = self.work / name
-        if name not in self.timings or not (run / "text2token_config.json").is_file():
+        if name not in self.timings or not RunFolder(run).is_finished():
             print(f"\n=== training {name}: {json.dumps({k: v for k, v in overrides.items()})}", flush=True)
             start = time.perf_counter()
             text2token.train(output=str(run), overwrite=True, **cfg)
@@ -136,7 +138,7 @@ class Experiment:
     def trained(self, name):
         """A run trained earlier in this work folder: (run folder, seconds, texts seen)."""
         t = self.timings.get(name)
-        if t is None or not (self.work / name / "text2token_config.json").is_file():
+        if t is None or not RunFolder(self.work / name).is_finished():
             sys.exit(f"quality: run {name} is missing from {self.work}: run the main table first")
         return self.work / name, t["seconds"], t["texts_seen"]
 
@@ -157,7 +159,7 @@ class Experiment:
         """The trained run (folder, seconds, texts seen) with configuration ``cfg`` under another name, if any:
         an ablation value equal to the main recipe reuses the main run."""
         for other, t in self.timings.items():
-            if other != name and t.get("full") == cfg and (self.work / other / "text2token_config.json").is_file():
+            if other != name and t.get("full") == cfg and RunFolder(self.work / other).is_finished():
                 print(f"=== {name}: same configuration as {other}, reusing it", flush=True)
                 return self.trained(other)
         return None
@@ -169,7 +171,6 @@ class Experiment:
 
         import text2token
         from text2token.config import TrainConfig
-        from text2token.runfolder import STAGE_DIRS, STAGE_SUMMARY, RunFolder
 
         cfg = self.config(**overrides)
         same = self.same_as(cfg, name)
@@ -178,7 +179,7 @@ class Experiment:
         src_run, _, _ = self.trained(source)
         name = self.unique_name(name, cfg)
         run = self.work / name
-        if name not in self.timings or not (run / "text2token_config.json").is_file():
+        if name not in self.timings or not RunFolder(run).is_finished():
             print(f"\n=== training {name} (stage 2 on {source}'s stage 1): {json.dumps(overrides)}", flush=True)
             config = TrainConfig(**cfg, output=str(run))
             RunFolder(config.output).prepare(config, resume=False, overwrite=True)
@@ -198,31 +199,22 @@ class Experiment:
         pro rata."""
         import shutil
 
-        from text2token.analysis.drift import ADAPTER_FILES
-        from text2token.runfolder import STAGE_DIRS, is_complete
-
         src_run, src_seconds, _ = self.trained(source)
-        src_record = json.loads((src_run / "text2token_config.json").read_text())
+        src = RunFolder(src_run)
+        src_record = src.read_record()
         if stage is None:
             (stage,) = src_record["stages"]
         elif stage != src_record["stages"][0]:
             sys.exit(f"quality: {stage} is not the first stage of {source}")
         if len(src_record["stages"]) > 1:  # the first stage's own time
             src_seconds = src_record["training"]["stages"][stage]["seconds"]
-        stage_dir = STAGE_DIRS[stage]
-        ckpt = src_run / stage_dir / "checkpoints" / f"checkpoint-{step}"
-        if not is_complete(ckpt):
-            sys.exit(f"quality: {ckpt} is not a complete checkpoint (train {source} with --save-steps dividing {step})")
         run = self.work / name
-        if name not in self.timings or not (run / "text2token_config.json").is_file():
+        if name not in self.timings or not RunFolder(run).is_finished():
             shutil.rmtree(run, ignore_errors=True)
-            (run / stage_dir / "adapter").mkdir(parents=True)
-            for f in ADAPTER_FILES:
-                shutil.copy2(ckpt / f, run / stage_dir / "adapter" / f)
-            record = dict(src_record, adapters=[f"{stage_dir}/adapter"], stages=[stage])
-            record["hyperparameters"] = dict(record["hyperparameters"], steps=step, stages=[stage])
-            record["training"] = {"checkpoint_of": str(src_run), "step": step}
-            (run / "text2token_config.json").write_text(json.dumps(record, indent=2))
+            try:
+                src.checkpoint_as_run(step, run, stage)
+            except Exception as exc:  # an incomplete checkpoint: train the source with --save-steps dividing step
+                sys.exit(f"quality: {exc}")
             total = src_record["hyperparameters"]["steps"]
             self.record(name, src_seconds * step / total, step * src_record["hyperparameters"]["batch_size"],
                         {"steps": step}, None, checkpoint_of=source)

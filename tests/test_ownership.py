@@ -270,6 +270,24 @@ def test_run_folder_loads_up_to_a_stage_and_from_a_checkpoint(finished, tiny_lla
         folder.load(upto_stage="model")
 
 
+def test_a_checkpoint_becomes_a_run_of_its_own(finished, tmp_path):
+    """RunFolder.checkpoint_as_run: checkpoint-2 of the run as a finished run of 2 steps, loadable and verified
+    like any run, with the checkpoint's weights; a second copy onto it and an incomplete checkpoint are refused."""
+    folder = RunFolder(finished["run"])
+    copy = folder.checkpoint_as_run(2, tmp_path / "at2")
+    record = copy.read_record()
+    assert record["training"] == {"checkpoint_of": str(folder.path), "step": 2}
+    assert record["hyperparameters"]["steps"] == 2 and record["stages"] == ["data"]
+    copy.verify(record)  # the new checksums are the copied adapter's
+    at2 = folder.load(checkpoint=folder.checkpoints_dir("data") / "checkpoint-2").encode(PROBE)
+    assert np.abs(text2token.load(str(copy.path)).encode(PROBE) - at2).max() < 1e-6
+    assert np.abs(at2 - finished["vectors"]).max() > 1e-4  # step 2 is not the finished model
+    with pytest.raises(RunFolderError, match="exists"):
+        folder.checkpoint_as_run(2, tmp_path / "at2")
+    with pytest.raises(RunFolderError, match="not a complete checkpoint"):
+        folder.checkpoint_as_run(3, tmp_path / "at3")
+
+
 def test_a_run_inside_its_corpus_folder_is_refused(tiny_llama, corpus_file, tmp_path, capsys):
     texts = tmp_path / "texts"
     texts.mkdir()

@@ -819,6 +819,31 @@ class RunFolder:
         base.model.eval()
         return base
 
+    def checkpoint_as_run(self, step: int, destination, stage: str | None = None) -> "RunFolder":
+        """A new finished run folder at ``destination`` whose one stage is checkpoint ``step`` of ``stage`` (default:
+        the run's first stage): that run stopped there, as its own run (with a constant learning rate, the same
+        weights). Its record is this run's with that stage only, marked ``checkpoint_of``; the checksums are new."""
+        record = self.read_record()
+        stage = stage or record["stages"][0]
+        if stage != record["stages"][0]:
+            raise RunFolderError(f"{stage} is not the first stage of {self.path}: a later stage's checkpoint needs "
+                                 "the adapters before it (load it with checkpoint= instead)")
+        checkpoint = self.checkpoints_dir(stage) / f"checkpoint-{step}"
+        if not is_complete(checkpoint):
+            raise RunFolderError(f"{checkpoint} is not a complete checkpoint")
+        out = RunFolder(destination)
+        if out.path.exists():
+            raise RunFolderError(f"{out.path} exists: choose another folder")
+        out.adapter_dir(stage).mkdir(parents=True)
+        for name in ADAPTER_FILES:
+            shutil.copy2(checkpoint / name, out.adapter_dir(stage) / name)
+        hyper = dict(record.get("hyperparameters") or {}, steps=step, stages=[stage])
+        derived = {k: v for k, v in record.items() if k not in ("files", "backbone_fingerprint")}
+        derived.update(adapters=[str(out.adapter_dir(stage).relative_to(out.path))], stages=[stage],
+                       hyperparameters=hyper, training={"checkpoint_of": str(self.path), "step": step})
+        out.write_record(derived, [stage])
+        return out
+
     def _stage_count(self, upto_stage, info) -> int:
         stages = list(info.get("stages") or [])
         if isinstance(upto_stage, str):
