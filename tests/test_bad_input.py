@@ -64,11 +64,11 @@ def test_a_one_megabyte_line_is_cut_to_max_chars_and_counted(tiny_llama, tmp_pat
 
 def test_texts_with_an_empty_data_driven_target_are_skipped_and_counted(tiny_llama, tmp_path, capsys, caplog):
     data = write(tmp_path / "c.txt", "\n".join([*GOOD, "the and of", "!!! ??? ...", "- -- ---"]) + "\n")
-    assert main(train(tiny_llama, data, tmp_path / "run", "--batch-size", "7")) == 0  # each text once
+    assert main(train(tiny_llama, data, tmp_path / "run", "--batch-size", "7", "--stop-words", "nltk")) == 0  # each once
     assert record(tmp_path / "run")["training"]["stages"]["data"]["empty_targets_skipped"] == 3
     assert "3 texts skipped: their data-driven target is empty" in caplog.text
     only_stop_words = write(tmp_path / "stop.txt", "the and of\n!!! ???\n")
-    fails(train(tiny_llama, only_stop_words, tmp_path / "run2"), capsys, "every text's data-driven target is empty")
+    fails(train(tiny_llama, only_stop_words, tmp_path / "run2", "--stop-words", "nltk"), capsys, "every text's data-driven target is empty")
     assert not (tmp_path / "run2").exists()  # no half-started run left to refuse the next, corrected, try
 
 

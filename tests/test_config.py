@@ -15,7 +15,7 @@ def test_defaults_are_the_best_measured_recipe():
         1e-4, "constant", 32, 128, 1e-5, 1.0)
     assert (c.lora_r, c.lora_alpha, c.lora_dropout) == (16, 32, 0.05)
     assert c.stages == ["data"] and c.pooling == "last" and c.attention == "causal"
-    assert c.contrastive_weight == 3.0 and c.stop_words == "nltk" and c.precision == "auto"
+    assert c.contrastive_weight == 3.0 and c.stop_words == "none" and c.precision == "auto"
     paper = TrainConfig.from_file(Path(__file__).resolve().parents[1] / "configs" / "recipes" / "paper.yaml")
     assert (paper.stages, paper.steps, paper.stage2_steps, paper.lr, paper.contrastive_weight) == (
         ["data", "model"], 5, 1000, 5e-5, 0.0)

@@ -53,7 +53,7 @@ def test_stage1_targets_do_not_depend_on_tokenisation_batches(tiny_llama):
     tok = load_tokenizer(tiny_llama)
     builder = DataDrivenTargets(tok)
     one_by_one = [builder([t])[0] for t in TEXTS]
-    texts, targets, skipped = build_stage1_targets(tok, TEXTS, TrainConfig(batch_size=4))
+    texts, targets, skipped = build_stage1_targets(tok, TEXTS, TrainConfig(batch_size=4, stop_words="nltk"))
     expected = [(t, q) for t, q in zip(TEXTS, one_by_one) if len(q[0])]
     assert skipped == len(TEXTS) - len(expected) and texts == [t for t, _ in expected]
     for (ids, w), (_, (ids2, w2)) in zip(targets, expected):

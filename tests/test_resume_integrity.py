@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import text2token
-import text2token.files as files
 from text2token.backbone import BackboneError, resolve_backbone
 from text2token.cli import main
 from text2token.runfolder import START_FILE, RunFolder, trim_log

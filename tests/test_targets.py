@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from text2token.objective import dense_kl_loss, kl_loss, pad_targets

@@ -226,7 +226,8 @@ class TrainConfig:
     weighting: str = option("uniform", "stage-1 target weights: uniform (the paper), idf, or prompt_attention "
                             "(the attention the prompt's last token pays to each in-text token)",
                             rule=OneOf(WEIGHTINGS))
-    stop_words: str = option("nltk", "stage-1 stop words: nltk (the prototype's list), sklearn, none",
+    stop_words: str = option("none", "stage-1 stop words: none (every word is a target), nltk (the paper's "
+                             "and prototype's list), sklearn",
                              rule=OneOf(_stop_word_lists))
     lora_r: int = option(16, "LoRA rank", rule=AT_LEAST_1)
     lora_alpha: int = option(32, "LoRA alpha (the adapter's scale is alpha / r)", rule=AT_LEAST_1)

@@ -153,7 +153,7 @@ def test_a_non_finite_score_in_a_task_file_is_refused(data_dir, fake_model, valu
     lines = test.read_text().splitlines()
     lines[1] = lines[1].replace('"score": 3.5', f'"score": {value}')
     test.write_text("\n".join(lines) + "\n")
-    with pytest.raises(EvalDataError, match=rf"test.jsonl:2: field 'score' must be finite, got -?(nan|inf)"):
+    with pytest.raises(EvalDataError, match=r"test.jsonl:2: field 'score' must be finite, got -?(nan|inf)"):
         evaluate(fake_model, ["TinySTS"], data_dir=data_dir, use_cache=False, show_progress=False)
 
 

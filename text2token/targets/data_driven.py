@@ -5,10 +5,10 @@ For a text x: every run of non-word characters (and underscores, as the prototyp
 backbone's own tokenizer, and S(x) is the set of distinct token ids, minus special tokens and
 tokens that decode to whitespace only. q_D(t | x) = 1 / |S(x)| for t in S(x).
 
-Stop-word lists (:data:`STOP_WORD_LISTS`): ``nltk`` (default), NLTK's English list plus ``! , . ?``
-as the prototype uses it, shipped in this package as data (NLTK downloads its lists at run time);
+Stop-word lists (:data:`STOP_WORD_LISTS`): ``nltk``, NLTK's English list plus ``! , . ?``
+as the paper's prototype uses it (this builder's default, the method as published), shipped in this package as data (NLTK downloads its lists at run time);
 ``sklearn``, scikit-learn's 318 words (which also drop "never", "nothing", "first", numbers);
-``none``.
+``none``, every word kept (``TrainConfig``'s default: it scored higher in RESULTS.md).
 
 :func:`build_stage1_targets` builds a corpus's targets: with several processes each builds its own blocks
 of texts (IDF counts summed over all) and every rank receives them all.
@@ -53,7 +53,7 @@ class DataDrivenTargets:
 
     def __init__(self, tokenizer, stop_words: frozenset[str] | str | None = None, weighting: str = "uniform",
                  idf: np.ndarray | None = None):
-        """``stop_words``: a name of :data:`STOP_WORD_LISTS`, a set of words, or None (the default list)."""
+        """``stop_words``: a name of :data:`STOP_WORD_LISTS`, a set of words, or None (NLTK's, the paper's)."""
         if weighting not in ("uniform", "idf"):
             raise ValueError(f"unknown weighting {weighting!r}: use 'uniform' or 'idf'")
         if weighting == "idf" and idf is None:
