@@ -28,7 +28,8 @@ def run_seconds(data: str, dtype: str, steps: int, folder: Path) -> float:
     from text2token.config import TrainConfig
 
     config = TrainConfig(data=[data], output=str(folder), steps=steps, batch_size=32, max_length=64,
-                         precision="bf16", dtype=dtype, save_steps=1000, logging_steps=1000, seed=42)
+                         precision="bf16", dtype=dtype, save_steps=1000, logging_steps=1000, seed=42,
+                         gradient_checkpointing=False)  # as measured (docs/performance.md)
     started = time.perf_counter()
     train(config, overwrite=True)
     return time.perf_counter() - started

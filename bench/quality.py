@@ -110,7 +110,8 @@ class Experiment:
                     max_length=a.max_length, lr=a.lr, lr_scheduler=a.lr_scheduler,
                     precision="bf16" if a.bf16 else "fp32", tau=a.tau,
                     background_samples=512, save_steps=a.save_steps, save_total_limit=1000, logging_steps=5,
-                    seed=42, stages=["data", "model"], contrastive_weight=0.0)  # this experiment's recipes: the KL alone
+                    seed=42, stages=["data", "model"], contrastive_weight=0.0,  # this experiment's recipes: the KL alone
+                    stop_words="nltk", gradient_checkpointing=False)  # the defaults when it ran (2026-11-29)
         base.update(overrides)
         return base
 

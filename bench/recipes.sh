@@ -8,7 +8,7 @@ DATA=${DATA:-../shared/data}
 export HF_HUB_OFFLINE=1
 S=$DATA/corpus/wiki_sentences_00.txt
 P=$DATA/corpus-passages/wiki_passages_00.txt
-C="batch_size=32 max_length=64 lr=1.0e-4 lr_scheduler=constant background_samples=512 save_steps=1000 logging_steps=5"
+C="batch_size=32 max_length=64 lr=1.0e-4 lr_scheduler=constant background_samples=512 save_steps=1000 logging_steps=5 gradient_checkpointing=false"
 T="AmazonCounterfactualClassification Banking77Clustering-proxy TwitterSemEval2015 SciFact STSBenchmark SICK-R"
 X="Banking77Classification TweetSentimentExtractionClassification SentEval-MR SentEval-CR SentEval-SUBJ SentEval-MPQA SentEval-TREC SentEval-SST2 SentEval-SST5"
 R() { "$PY" bench/recipes.py --work runs/proxy --data-dir "$DATA/evalsuite" "$@"; }
@@ -51,6 +51,8 @@ if [ -n "${G:-}" ]; then
   R gemma-simcse14 --recipe configs/recipes/simcse.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 --tasks $Q
   R gemma-jointcw3-14 --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $Q
   R gemma-jointcw3-14-swnone --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $Q
+  R gemma-jointcw3-14-swnone-s43 --recipe configs/recipes/default.yaml --set model="$G" "data=[$S]" $C steps=14 seed=43 stop_words=none contrastive_weight=3.0 --tasks $Q
+  R gemma-simcse14-s43 --recipe configs/recipes/simcse.yaml --set model="$G" "data=[$S]" $C steps=14 seed=43 --tasks $Q
 fi
 "$PY" bench/recipes.py --table --work runs/proxy
 "$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3-swnone jointD28-cw3-swnone-s43
