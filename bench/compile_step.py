@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from bench.gpu_step import make_batch
+    from bench.gpu_step import make_batch, train_step
     from text2token.config import TrainConfig
     from text2token.lora import add_lora
     from text2token.objective import TokenTargetObjective
@@ -70,13 +70,7 @@ def main(argv=None) -> int:
             blocks[i] = block
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss = objective(**batch)["loss"]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return train_step(objective, batch, trainable, optimizer, "cpu", args.precision == "bf16")
 
     def timed(arm: str, n: int) -> list[float]:
         use(arm)

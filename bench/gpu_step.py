@@ -32,6 +32,17 @@ TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_la
             num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False)
 
 
+def train_step(objective, batch, trainable, optimizer, device_type: str, bf16: bool) -> float:
+    """One optimizer step of the loss module on ``batch`` (autocast as the Trainer runs it, grad-norm clip 1.0)."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        loss = objective(**batch)["loss"]
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def make_batch(vocab: int, batch: int, seq_len: int, pooling: str, targets: int, device, generator):
     from text2token.objective import pad_targets
     from text2token.pooling import position_ids
@@ -105,13 +116,7 @@ def main(argv=None) -> int:
             torch.cuda.synchronize(device)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = objective(**batch)["loss"]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return train_step(objective, batch, trainable, optimizer, device.type, bf16)
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
