@@ -37,6 +37,7 @@ R jointD28-cw3-swnone-pa --recipe configs/recipes/default.yaml --set "data=[$S]"
 R jointD28-cw3-swnone-idf --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 weighting=idf --tasks $T --cut SICK-R=2000
 R jointD28-cw3-swnone-attn --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 lora_target_modules=attention --tasks $T --cut SICK-R=2000
 R jointD28-cw3-swnone-passages --recipe configs/recipes/default.yaml --set "data=[$P]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointDM14-14-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C stages=[data,model] steps=14 stage2_steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
