@@ -28,8 +28,6 @@ import torch
 SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                     num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
                     rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)
-TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
 
 
 def main(argv=None) -> int:
@@ -44,7 +42,7 @@ def main(argv=None) -> int:
 
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from bench.gpu_step import make_batch, train_step
+    from bench.gpu_step import TINY, make_batch, train_step
     from text2token.config import TrainConfig
     from text2token.lora import add_lora
     from text2token.objective import TokenTargetObjective

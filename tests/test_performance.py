@@ -51,7 +51,7 @@ def test_bf16_training_runs_on_cpu_under_autocast(tiny_llama, corpus_file, tmp_p
 
 def test_stage1_targets_do_not_depend_on_tokenisation_batches(tiny_llama):
     tok = load_tokenizer(tiny_llama)
-    builder = DataDrivenTargets(tok)
+    builder = DataDrivenTargets(tok, stop_words="nltk")
     one_by_one = [builder([t])[0] for t in TEXTS]
     texts, targets, skipped = build_stage1_targets(tok, TEXTS, TrainConfig(batch_size=4, stop_words="nltk"))
     expected = [(t, q) for t, q in zip(TEXTS, one_by_one) if len(q[0])]
@@ -141,7 +141,7 @@ def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
             assert fold_lora_dropout(peft_model, enable=False) == 14  # 7 linear layers x 2 blocks
         objective = TokenTargetObjective(peft_model, "mean").train()
         collate = Collator(TextEncoder(tok, "mean", 32))
-        rows = [{"text": t, "target": q} for t, q in zip(TEXTS[:8], DataDrivenTargets(tok)(TEXTS[:8])) if len(q[0])]
+        rows = [{"text": t, "target": q} for t, q in zip(TEXTS[:8], DataDrivenTargets(tok, stop_words="nltk")(TEXTS[:8])) if len(q[0])]
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-2)
         saved, losses = {}, []

@@ -43,7 +43,7 @@ def test_data_driven_target_keeps_never_with_nltk_list(word_tokenizer):
     dropped = DataDrivenTargets(word_tokenizer, stop_words="sklearn").clean(text)
     assert kept == "Nothing never stop first rockets"
     assert dropped == "stop rockets"
-    assert DataDrivenTargets(word_tokenizer).clean("snake_case words") == "snake case words"  # [\W_]+
+    assert DataDrivenTargets(word_tokenizer, stop_words="nltk").clean("snake_case words") == "snake case words"  # [\W_]+
 
 
 def test_lora_presets_resolve_for_llama_and_qwen(tiny_models):

@@ -8,7 +8,7 @@ from text2token.targets import DataDrivenTargets, background_distribution, model
 
 
 def test_data_driven_target_by_hand(word_tokenizer):
-    builder = DataDrivenTargets(word_tokenizer)
+    builder = DataDrivenTargets(word_tokenizer, stop_words="nltk")
     # non-word runs -> space; stop words (the, on, and, a) dropped case-insensitively; 'cat' twice counts once;
     # 'CAT' is another token; 'zebra' is unknown -> [UNK], a special token, dropped
     text = "The cat sat on the mat!!! And a cat, a CAT... zebra"
@@ -19,13 +19,13 @@ def test_data_driven_target_by_hand(word_tokenizer):
 
 
 def test_data_driven_target_empty_for_stop_words_and_punctuation(word_tokenizer):
-    (ids, weights), = DataDrivenTargets(word_tokenizer)(["The... and, of!! ??"])
+    (ids, weights), = DataDrivenTargets(word_tokenizer, stop_words="nltk")(["The... and, of!! ??"])
     assert len(ids) == 0 and len(weights) == 0
 
 
 def test_data_driven_target_idf_weighting(word_tokenizer):
     corpus = ["cat sat", "cat mat", "cat dog"]
-    builder = DataDrivenTargets.with_idf(word_tokenizer, corpus)
+    builder = DataDrivenTargets.with_idf(word_tokenizer, corpus, stop_words="nltk")
     (ids, weights), = builder(["cat dog"])
     idf_cat, idf_dog = math.log(4 / 4) + 1, math.log(4 / 2) + 1
     assert ids.tolist() == [2, 6]
@@ -36,7 +36,7 @@ def test_data_driven_excludes_whitespace_tokens(tiny_llama):
     from text2token.backbone import load_tokenizer
 
     tok = load_tokenizer(tiny_llama)
-    builder = DataDrivenTargets(tok)
+    builder = DataDrivenTargets(tok, stop_words="nltk")
     (ids, _), = builder(["Economists study inflation rates"])
     assert len(ids) > 0
     assert all(tok.decode([i]).strip() for i in ids)

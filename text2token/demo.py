@@ -205,9 +205,9 @@ def run_demo(output: str = "runs/demo", steps: int | None = None, stage2_steps: 
                       for s in config.stages)
     joint = f", joint objective (contrastive weight {config.contrastive_weight:g})" if config.contrastive_weight else ""
     prompt = " + PromptEOL prompt" if config.pooling == "last" else ""
-    if "data" in config.stages:
-        joint += ", every word a target" if config.stop_words == "none" else f", {config.stop_words} stop words dropped"
-    print(f"text2token demo: {name}, the default recipe ({config.pooling} pooling{prompt}{joint}), {plan} of "
+    words = ("" if "data" not in config.stages else ", every word a target" if config.stop_words == "none"
+             else f", {config.stop_words} stop words dropped")
+    print(f"text2token demo: {name}, the default recipe ({config.pooling} pooling{prompt}{joint}{words}), {plan} of "
           f"{config.batch_size} texts from {corpus}")
     print(describe(resolve(config.precision), config.precision))
     if not tasks:

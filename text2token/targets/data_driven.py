@@ -5,8 +5,9 @@ For a text x: every run of non-word characters (and underscores, as the prototyp
 backbone's own tokenizer, and S(x) is the set of distinct token ids, minus special tokens and
 tokens that decode to whitespace only. q_D(t | x) = 1 / |S(x)| for t in S(x).
 
-Stop-word lists (:data:`STOP_WORD_LISTS`): ``nltk``, NLTK's English list plus ``! , . ?``
-as the paper's prototype uses it (this builder's default, the method as published), shipped in this package as data (NLTK downloads its lists at run time);
+Stop-word lists (:data:`STOP_WORD_LISTS`; the builder takes one by name, and ``TrainConfig.stop_words`` holds
+the default): ``nltk``, NLTK's English list plus ``! , . ?`` as the paper's prototype uses it, shipped in this
+package as data (NLTK downloads its lists at run time);
 ``sklearn``, scikit-learn's 318 words (which also drop "never", "nothing", "first", numbers);
 ``none``, every word kept (``TrainConfig``'s default: it scored higher in RESULTS.md).
 
@@ -33,7 +34,7 @@ STOP_WORD_LISTS = ("nltk", "sklearn", "none")
 
 
 @lru_cache(maxsize=None)
-def english_stop_words(name: str = "nltk") -> frozenset[str]:
+def english_stop_words(name: str) -> frozenset[str]:
     """One of :data:`STOP_WORD_LISTS`, lower-case."""
     if name == "nltk":
         path = Path(__file__).with_name("data") / "nltk_english_stopwords.txt"
@@ -51,16 +52,16 @@ def english_stop_words(name: str = "nltk") -> frozenset[str]:
 class DataDrivenTargets:
     """Builds q_D for any tokenizer; no token id is hard-coded."""
 
-    def __init__(self, tokenizer, stop_words: frozenset[str] | str | None = None, weighting: str = "uniform",
+    def __init__(self, tokenizer, stop_words: frozenset[str] | str, weighting: str = "uniform",
                  idf: np.ndarray | None = None):
-        """``stop_words``: a name of :data:`STOP_WORD_LISTS`, a set of words, or None (NLTK's, the paper's)."""
+        """``stop_words``: a name of :data:`STOP_WORD_LISTS` or a set of words."""
         if weighting not in ("uniform", "idf"):
             raise ValueError(f"unknown weighting {weighting!r}: use 'uniform' or 'idf'")
         if weighting == "idf" and idf is None:
             raise ValueError("idf weighting needs document frequencies: use DataDrivenTargets.with_idf")
         self.tokenizer = tokenizer
-        if stop_words is None or isinstance(stop_words, str):
-            self.stop_words = english_stop_words(stop_words or "nltk")
+        if isinstance(stop_words, str):
+            self.stop_words = english_stop_words(stop_words)
         else:
             self.stop_words = frozenset(w.lower() for w in stop_words)
         self.weighting = weighting
