@@ -38,6 +38,12 @@ R jointD28-cw3-swnone-idf --recipe configs/recipes/default.yaml --set "data=[$S]
 R jointD28-cw3-swnone-attn --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 lora_target_modules=attention --tasks $T --cut SICK-R=2000
 R jointD28-cw3-swnone-passages --recipe configs/recipes/default.yaml --set "data=[$P]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R jointDM14-14-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C stages=[data,model] steps=14 stage2_steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+# fifth session (2026-12-03): levers for the classification gap, on all 15 local tasks
+for a in "cw2 seed=42 contrastive_weight=2.0" "cw2-s43 seed=43 contrastive_weight=2.0" "do0.1 seed=42 contrastive_weight=3.0 simcse_dropout=0.1" "lr5e-5 seed=42 contrastive_weight=3.0 lr=5.0e-5"; do
+  set -- $a; n=$1; shift
+  R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none "$@" --tasks $T --cut SICK-R=2000
+  R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none "$@" --tasks $X
+done
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
