@@ -124,3 +124,21 @@ def test_stored_sparse_targets_give_the_dense_loss_on_real_teacher_outputs(tiny_
             student = vocab_logits(teacher.model, embed(teacher.model, batch, "mean")) + torch.randn(len(texts), probs.shape[1])
         ids, weights = pad_targets(sparse)
         assert abs(kl_loss(student, ids, weights).item() - dense_kl_loss(student, dense).item()) < 1e-4
+
+
+def test_mix_targets_by_hand():
+    from text2token.targets import mix_targets
+
+    data = [(np.array([3, 7]), np.array([0.5, 0.5], dtype=np.float32))]
+    teacher = [(np.array([7, 9]), np.array([0.75, 0.25], dtype=np.float32))]
+    (ids, w), = mix_targets(data, teacher, 0.4)
+    assert ids.tolist() == [3, 7, 9]
+    np.testing.assert_allclose(w, [0.3, 0.3 + 0.3, 0.1], rtol=1e-6)
+    (ids0, w0), = mix_targets(data, teacher, 0.0)  # share 0: the data-driven target exactly
+    assert ids0.tolist() == [3, 7] and np.allclose(w0, [0.5, 0.5])
+    (ids1, w1), = mix_targets(data, teacher, 1.0)
+    assert ids1.tolist() == [7, 9] and np.allclose(w1, [0.75, 0.25])
+    import pytest
+
+    with pytest.raises(ValueError, match="1 data-driven targets but 2"):
+        mix_targets(data, teacher * 2, 0.5)

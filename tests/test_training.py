@@ -185,3 +185,18 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_llama, corpus_file, t
     a, b = plain.encode(PROBE), text2token.load(str(ckpt)).encode(PROBE)
     assert np.abs(a - base).max() > 1e-3  # it trained
     assert np.abs(a - b).max() <= 1e-4
+
+
+def test_teacher_mix_trains_on_the_base_models_own_targets_too(tiny_llama, corpus_file, tmp_path):
+    """``teacher_mix`` runs the base model as a teacher over stage 1's texts (its targets cached in stage1/),
+    records the share, and trains another model than the plain stage 1 with the same seed."""
+    common = dict(stages=["data"], steps=3, lr=1e-2, pooling="last", contrastive_weight=0.0, lora_dropout=0.0)
+    plain = text2token.train(small(tiny_llama, corpus_file, tmp_path / "a", **common))
+    mixed = text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", teacher_mix=0.5, **common))
+    assert not (plain / "stage1" / "targets.pt").exists()
+    cached = torch.load(mixed / "stage1" / "targets.pt", weights_only=False)
+    stage = json.loads((mixed / "text2token_config.json").read_text())["training"]["stages"]["data"]
+    assert stage["teacher_mix"] == 0.5 and stage["background_texts"] == 16
+    assert len(cached["targets"]) == stage["texts"]
+    a, b = text2token.load(str(plain)).encode(PROBE), text2token.load(str(mixed)).encode(PROBE)
+    assert np.abs(a - b).max() > 1e-4

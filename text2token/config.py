@@ -274,6 +274,10 @@ class TrainConfig:
         3.0, "joint objective (beyond the paper): > 0 adds SimCSE's in-batch contrastive term (two dropout "
         "views, --simcse-temperature, --simcse-dropout) with this weight to the Text2Token KL, then averaged "
         "over both views, in every Text2Token stage; 0: off", rule=NON_NEGATIVE)
+    teacher_mix: float = option(0.0, "beyond the paper: stage-1 targets mix this share of the base model's own "
+                                "model-derived target (stage 2's, the untrained model with the prompt as teacher) "
+                                "into the data-driven one, to keep what the prompt already knows; 0: off (the paper)",
+                                rule=Range(0.0, 1.0), metavar="SHARE")
     head_filter: int = option(0, "beyond the paper: remove the LM head's K dominant singular directions (the "
                               "frequent-token bias shared by all logits) from the projection the loss and the "
                               "stage-2 targets use; 0: off", rule=AT_LEAST_0, metavar="K")

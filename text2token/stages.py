@@ -30,7 +30,7 @@ from .memory import release_memory
 from .model import Text2TokenModel, apply_adapters
 from .precision import resolve as resolve_precision
 from .runfolder import FORMAT_VERSION, RunFolder, backbone_reference
-from .targets import build_stage1_targets, build_stage2_targets
+from .targets import build_stage1_targets, build_stage2_targets, mix_targets
 from .training import train_stage
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,29 @@ def _stage_inputs(stage: str, model, tokenizer, corpus: dict, config: TrainConfi
     """
     if stage == "data":
         texts, targets, skipped = stage1 or build_stage1_targets(tokenizer, corpus["data"], config, model)
-        return texts, targets, {"empty_targets_skipped": skipped}
+        info = {"empty_targets_skipped": skipped}
+        if config.teacher_mix > 0:  # the base model with the prompt as a second teacher (beyond the paper)
+            model.eval()
+            teacher = Text2TokenModel(model, tokenizer, config.pooling, config.attention, config.max_length,
+                                      config.prompt, name="teacher")
+            sample = _background_sample(corpus, config)
+            own, _ = build_stage2_targets(teacher, texts, sample, config, folder.targets_file(stage))
+            targets = mix_targets(targets, own, config.teacher_mix)
+            info.update(teacher_mix=config.teacher_mix, background_texts=len(sample))
+        return texts, targets, info
     if stage == "model":
         model.eval()
         teacher = Text2TokenModel(model, tokenizer, config.pooling, config.attention, config.max_length,
                                   config.prompt, name="teacher")
-        sample = corpus["all"] if config.background_samples is None else corpus["all"][: config.background_samples]
+        sample = _background_sample(corpus, config)
         targets, _ = build_stage2_targets(teacher, corpus["model"], sample, config, folder.targets_file(stage))
         return corpus["model"], targets, {"background_texts": len(sample)}
     return corpus["simcse"], None, {}
+
+
+def _background_sample(corpus: dict, config: TrainConfig) -> list[str]:
+    """The texts stage 2's background is averaged over (``background_samples`` of the whole corpus)."""
+    return corpus["all"] if config.background_samples is None else corpus["all"][: config.background_samples]
 
 
 def _train_and_merge(model, tokenizer, texts, targets, config: TrainConfig, stage: str, folder: RunFolder,

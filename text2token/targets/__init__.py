@@ -7,7 +7,7 @@
 of a run.
 """
 
-from .data_driven import DataDrivenTargets, build_stage1_targets, english_stop_words
+from .data_driven import DataDrivenTargets, build_stage1_targets, english_stop_words, mix_targets
 from .model_derived import (
     background_distribution,
     build_stage2_targets,
@@ -21,6 +21,7 @@ __all__ = [
     "build_stage1_targets",
     "build_stage2_targets",
     "english_stop_words",
+    "mix_targets",
     "background_distribution",
     "model_derived_target",
     "sparsify",

@@ -173,3 +173,22 @@ def _keep_nonempty(texts: list[str], targets: list):
     if skipped:
         log.warning("%d texts skipped: their data-driven target is empty (only stop words or punctuation)", skipped)
     return [t for t, _ in kept], [q for _, q in kept], skipped
+
+
+def mix_targets(data_rows: list, teacher_rows: list, share: float) -> list:
+    """Per text, ``(1 - share) * q_data + share * q_teacher`` as one sparse ``(ids, weights)`` row over the union
+    of both rows' tokens (``teacher_mix``: the base model's model-derived target mixed into stage 1's)."""
+    if len(data_rows) != len(teacher_rows):
+        raise ValueError(f"{len(data_rows)} data-driven targets but {len(teacher_rows)} teacher targets")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    mixed = []
+    for (ids_a, w_a), (ids_b, w_b) in zip(data_rows, teacher_rows):
+        ids = np.concatenate([np.asarray(ids_a, dtype=np.int64), np.asarray(ids_b, dtype=np.int64)])
+        weights = np.concatenate([(1.0 - share) * np.asarray(w_a, dtype=np.float64),
+                                  share * np.asarray(w_b, dtype=np.float64)])
+        unique, where = np.unique(ids, return_inverse=True)
+        summed = np.bincount(where, weights=weights, minlength=len(unique))
+        keep = summed > 0
+        mixed.append((unique[keep], (summed[keep] / summed[keep].sum()).astype(np.float32)))
+    return mixed
