@@ -44,6 +44,12 @@ for a in "cw2 seed=42 contrastive_weight=2.0" "cw2-s43 seed=43 contrastive_weigh
   R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none "$@" --tasks $T --cut SICK-R=2000
   R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none "$@" --tasks $X
 done
+# sixth session (2026-12-03): lr 7e-5, a linear decay, and teacher_mix 0.3 (its nine classification tasks too)
+for a in "lr7e-5 lr=7.0e-5" "linear lr_scheduler=linear" "tm0.3 teacher_mix=0.3"; do
+  set -- $a; n=$1; shift
+  R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
+done
+R jointD28-cw3-swnone-tm0.3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 teacher_mix=0.3 --tasks $X
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
