@@ -187,12 +187,18 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_llama, corpus_file, t
     assert np.abs(a - b).max() <= 1e-4
 
 
-def test_teacher_mix_trains_on_the_base_models_own_targets_too(tiny_llama, corpus_file, tmp_path):
-    """``teacher_mix`` runs the base model as a teacher over stage 1's texts (its targets cached in stage1/),
-    records the share, and trains another model than the plain stage 1 with the same seed."""
+def test_teacher_mix_trains_on_the_base_models_own_targets_too(tiny_llama, corpus_file, tmp_path, caplog):
+    """``teacher_mix`` runs the base model as a teacher over stage 1's texts (its targets cached in stage1/,
+    its pass named stage 1 in the log), records the share, and trains another model than the plain stage 1
+    with the same seed."""
+    import logging
+
     common = dict(stages=["data"], steps=3, lr=1e-2, pooling="last", contrastive_weight=0.0, lora_dropout=0.0)
     plain = text2token.train(small(tiny_llama, corpus_file, tmp_path / "a", **common))
-    mixed = text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", teacher_mix=0.5, **common))
+    with caplog.at_level(logging.INFO, logger="text2token"):
+        mixed = text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", teacher_mix=0.5, **common))
+    teacher_lines = [r.getMessage() for r in caplog.records if "teacher targets" in r.getMessage()]
+    assert teacher_lines and all(line.startswith("stage 1: teacher_mix:") for line in teacher_lines)
     assert not (plain / "stage1" / "targets.pt").exists()
     cached = torch.load(mixed / "stage1" / "targets.pt", weights_only=False)
     stage = json.loads((mixed / "text2token_config.json").read_text())["training"]["stages"]["data"]

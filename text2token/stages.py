@@ -135,7 +135,8 @@ def _stage_inputs(stage: str, model, tokenizer, corpus: dict, config: TrainConfi
             teacher = Text2TokenModel(model, tokenizer, config.pooling, config.attention, config.max_length,
                                       config.prompt, name="teacher")
             sample = _background_sample(corpus, config)
-            own, _ = build_stage2_targets(teacher, texts, sample, config, folder.targets_file(stage))
+            own, _ = build_stage2_targets(teacher, texts, sample, config, folder.targets_file(stage),
+                                          label="stage 1: teacher_mix")
             targets = mix_targets(targets, own, config.teacher_mix)
             info.update(teacher_mix=config.teacher_mix, background_texts=len(sample))
         return texts, targets, info

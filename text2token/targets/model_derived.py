@@ -61,15 +61,16 @@ def sparsify(target: torch.Tensor, max_k: int = 64, min_mass: float = 1 - 1e-6):
 
 @torch.inference_mode()
 def mean_teacher_logits(teacher, texts: list[str], batch_size: int = 32, show_progress: bool = True,
-                        remove: torch.Tensor | None = None, blocks=None) -> torch.Tensor:
+                        remove: torch.Tensor | None = None, blocks=None, label: str = "stage 2") -> torch.Tensor:
     """The *sum* (not the mean) of the teacher's logits W_lm e_1(x) over texts: ``[V]`` fp64 on the
     teacher's device (zeros for no texts); divide by the count with :func:`background_distribution`.
 
     ``remove``: see ``vocab_logits``. ``blocks``: the ``(start, stop)`` ranges of ``texts`` to run, each
-    batched on its own (see :meth:`Text2TokenModel.forward`); ``None``: all texts."""
+    batched on its own (see :meth:`Text2TokenModel.forward`); ``None``: all texts. ``label``: the progress
+    bar's prefix (the stage the pass belongs to)."""
     total = None
     for step in teacher.forward(texts, batch_size, vocab="logits", remove=remove, blocks=blocks,
-                                show_progress=show_progress, desc="stage 2: background"):
+                                show_progress=show_progress, desc=f"{label}: background"):
         logits = step.logits.double().sum(0)
         total = logits if total is None else total + logits
     if total is None:
@@ -85,11 +86,11 @@ def background_distribution(logit_sum: torch.Tensor, count: int) -> torch.Tensor
 @torch.inference_mode()
 def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: float, batch_size: int = 32,
                     max_k: int = 64, min_mass: float = 1 - 1e-6, show_progress: bool = True,
-                    remove: torch.Tensor | None = None, blocks=None):
+                    remove: torch.Tensor | None = None, blocks=None, label: str = "stage 2"):
     """Sparse q_M for each text, in input order, and the smallest mass kept in any row.
 
     ``blocks``: only the texts of these ``(start, stop)`` ranges, each batched on its own; the targets
-    come in the order of the ranges."""
+    come in the order of the ranges. ``label``: the progress bar's prefix."""
     blocks = [(0, len(texts))] if blocks is None else [(int(a), int(b)) for a, b in blocks]
     position = np.full(len(texts), -1, dtype=np.int64)  # a text's place among the returned targets
     count = 0
@@ -100,7 +101,7 @@ def teacher_targets(teacher, texts: list[str], background: torch.Tensor, tau: fl
     kept = 1.0
     background = background.to(teacher.device)
     for step in teacher.forward(texts, batch_size, vocab="probs", remove=remove, blocks=blocks,
-                                show_progress=show_progress, desc="stage 2: teacher targets"):
+                                show_progress=show_progress, desc=f"{label}: teacher targets"):
         rows, mass = sparsify(model_derived_target(step.probs, background, tau), max_k=max_k, min_mass=min_mass)
         kept = min(kept, mass)
         for i, row in zip(step.index, rows):
@@ -118,7 +119,8 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     return {"vocab_size": len(tokenizer), "vocab_sha1": digest}
 
 
-def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float, head_filter: int = 0):
+def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: float, head_filter: int = 0,
+                           label: str = "stage 2"):
     if not cache.is_file():
         return None
     saved = torch.load(cache, weights_only=False)
@@ -128,14 +130,16 @@ def _cached_stage2_targets(cache: Path, fingerprint: dict, count: int, tau: floa
         raise RunFolderError(f"{cache} was built with another tokenizer or vocabulary "
                              f"({saved.get('tokenizer')} vs {fingerprint}); delete it to rebuild")
     if saved.get("texts") == count and saved.get("tau") == tau and saved.get("head_filter", 0) == head_filter:
-        log.info("stage 2: reusing teacher targets from %s", cache)
+        log.info("%s: reusing teacher targets from %s", label, cache)
         return saved["targets"], saved["background"]
     return None
 
 
 def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_texts: list[str],
-                         config: TrainConfig, cache: Path):
+                         config: TrainConfig, cache: Path, label: str = "stage 2"):
     """Background and sparse teacher targets, computed once and cached in the run folder.
+
+    ``label`` names the stage in progress bars and logs (stage 1's ``teacher_mix`` runs the same pass).
 
     With several processes: each rank runs the teacher over its own blocks of texts (one block is
     one teacher batch of :func:`target_block` texts, so a text is batched with the same neighbours
@@ -148,7 +152,8 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     from ..precision import resolve as resolve_precision
 
     fingerprint = tokenizer_fingerprint(teacher.tokenizer)
-    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau, config.head_filter)
+    saved = dist.on_main(_cached_stage2_targets, cache, fingerprint, len(texts), config.tau, config.head_filter,
+                         label)
     if saved is not None:
         return saved
     teacher.model.to(dist.local_device())
@@ -156,10 +161,10 @@ def build_stage2_targets(teacher: Text2TokenModel, texts: list[str], background_
     remove = head_directions(teacher.model, config.head_filter)
     with torch.autocast(teacher.device.type, dtype=torch.bfloat16,
                         enabled=resolve_precision(config.precision, teacher.device.type) == "bf16"):
-        return _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove)
+        return _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove, label)
 
 
-def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove):
+def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, quiet, remove, label):
     # this rank's blocks of texts, each one teacher batch; the teacher's forward pass shows one bar over them
     from .. import distributed as dist
     from ..files import atomic_torch_save
@@ -167,15 +172,15 @@ def _teacher_pass(teacher, texts, background_texts, config, cache, fingerprint, 
 
     block = target_block(config)
     logit_sum = mean_teacher_logits(teacher, background_texts, block, show_progress=not quiet, remove=remove,
-                                    blocks=dist.block_ranges(len(background_texts), block))
+                                    blocks=dist.block_ranges(len(background_texts), block), label=label)
     background = background_distribution(dist.all_reduce_sum(logit_sum), len(background_texts))
     targets, kept_mass = teacher_targets(teacher, texts, background, config.tau, block, config.target_max_k,
                                          config.target_min_mass, show_progress=not quiet, remove=remove,
-                                         blocks=dist.block_ranges(len(texts), block))
+                                         blocks=dist.block_ranges(len(texts), block), label=label)
     targets = dist.gather_lists(targets)
     kept_mass = min(dist.gather_lists([kept_mass]))
     background = background.cpu()
-    log.info("stage 2: %d teacher targets, smallest mass kept %.6f", len(targets), kept_mass)
+    log.info("%s: %d teacher targets, smallest mass kept %.6f", label, len(targets), kept_mass)
     payload = {"tokenizer": fingerprint, "texts": len(texts), "tau": config.tau, "head_filter": config.head_filter,
                "background": background,
                "targets": targets, "kept_mass": kept_mass}
