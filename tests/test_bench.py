@@ -71,3 +71,26 @@ def test_scripts_run_as_modules_and_as_files():
         assert "task_dir" in out
     edits = re.compile(r"sys\.path\.(insert|append|extend)|sys\.path\s*[+]?=")
     assert not [p.name for p in BENCH.glob("*.py") if edits.search(p.read_text())]  # an editable install suffices
+
+
+def test_encode_speed_bench_compares_the_same_vectors_on_a_tiny_model(capsys):
+    from bench import encode_speed
+
+    result = encode_speed.main(["--tiny", "--texts", "40", "--chunks", "2", "--batch-size", "8"])
+    arms = result["arms"]
+    assert set(arms) == {"text2token fp32", "text2token bf16 autocast"} and result["pooling"] == "last"
+    assert arms["text2token fp32"]["min_cosine"] > 0.9999  # the exported folder encodes the same vectors
+    assert 0.9 < arms["text2token bf16 autocast"]["min_cosine"] < 1.0  # bf16 is close, not identical
+    assert all(a["speed"] > 0 for a in arms.values()) and result["tokens"] > 40
+    assert "| text2token fp32 |" in capsys.readouterr().out
+
+
+def test_prefix_cache_bench_finds_the_templates_shared_head(tiny_llama):
+    import text2token
+    from bench.prefix_cache import shared_head
+
+    encoder = text2token.load(tiny_llama, pooling="last").text_encoder
+    head = shared_head(encoder)
+    whole = encoder._ids(encoder.prompt.format(text="a cat"))
+    assert 0 < len(head) < len(whole) and whole[:len(head)] == head
+    assert len(shared_head(encoder, probes=("x", "y"))) >= len(head)  # fewer probes share at least as much
