@@ -403,6 +403,8 @@ def main(argv=None) -> int:
     logging.getLogger("text2token").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if argv is None and args.command in HEAVY_COMMANDS:  # the command line itself, not a call from Python
+            _use_jemalloc()
         code = int(args.func(args) or 0)
         _close_process_group()
         return code
@@ -415,6 +417,19 @@ def main(argv=None) -> int:
         _close_progress_bars()
         print("text2token: interrupted", file=sys.stderr)
         return 130
+
+
+HEAVY_COMMANDS = ("train", "eval", "encode", "demo")  # those that run the model: worth the allocator's re-exec
+
+
+def _use_jemalloc() -> None:
+    """Re-execute with jemalloc preloaded where it is installed (text2token.memory), and say so once."""
+    from .memory import allocator_line, reexec_with_jemalloc
+
+    reexec_with_jemalloc(sys.argv)
+    line = allocator_line()
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _close_process_group() -> None:
