@@ -76,7 +76,7 @@ def test_the_cli_reexecutes_only_for_the_command_line_and_heavy_commands(monkeyp
     from text2token import cli, memory
 
     calls = []
-    monkeypatch.setattr(memory, "reexec_with_jemalloc", lambda argv: calls.append(list(argv)))
+    monkeypatch.setattr(memory, "reexec_with_jemalloc", lambda: calls.append(list(cli.sys.argv)))
     monkeypatch.setattr(cli.sys, "argv", ["text2token", "encode", "--help"])
     cli.main(["encode", str(tmp_path / "no-model"), "--input", str(tmp_path / "none.txt"),
               "--output", str(tmp_path / "o.npy")])  # a call from Python: never re-executed
@@ -98,7 +98,7 @@ def test_a_reexecuted_script_runs_on_jemalloc_and_can_purge_it(tmp_path):
     script = tmp_path / "probe.py"
     script.write_text("import json, os, sys\n"
                       "from text2token.memory import reexec_with_jemalloc, release_memory, allocator_line\n"
-                      "reexec_with_jemalloc(sys.argv)\n"
+                      "reexec_with_jemalloc()\n"
                       "print(json.dumps({'preload': os.environ.get('LD_PRELOAD', ''), 'purged': release_memory(),\n"
                       "                  'line': allocator_line()}))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TEXT2TOKEN_ALLOCATOR_ACTIVE",
@@ -106,6 +106,10 @@ def test_a_reexecuted_script_runs_on_jemalloc_and_can_purge_it(tmp_path):
     out = json.loads(subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
                                     check=True).stdout.strip().splitlines()[-1])
     assert "libjemalloc" in out["preload"] and out["purged"] is True and out["line"].startswith("allocator: jemalloc")
+    # the interpreter's own command line is what runs again: ``python -c`` (and ``-m``, as launchers use) too
+    out = json.loads(subprocess.run([sys.executable, "-c", script.read_text()], env=env, capture_output=True,
+                                    text=True, check=True).stdout.strip().splitlines()[-1])
+    assert "libjemalloc" in out["preload"] and out["purged"] is True
     env["TEXT2TOKEN_ALLOCATOR"] = "system"
     out = json.loads(subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
                                     check=True).stdout.strip().splitlines()[-1])

@@ -426,7 +426,7 @@ def _use_jemalloc() -> None:
     """Re-execute with jemalloc preloaded where it is installed (text2token.memory), and say so once."""
     from .memory import allocator_line, reexec_with_jemalloc
 
-    reexec_with_jemalloc(sys.argv)
+    reexec_with_jemalloc()
     line = allocator_line()
     if line:
         print(line, file=sys.stderr)

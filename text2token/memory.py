@@ -109,17 +109,19 @@ def allocator_env(environ=None, platform: str | None = None, find=find_jemalloc)
     return environ
 
 
-def reexec_with_jemalloc(argv: list[str]) -> None:
+def reexec_with_jemalloc() -> None:
     """Replace this process by the same command with jemalloc preloaded, where :func:`allocator_env` says so.
 
-    ``argv`` is ``sys.argv`` of a console script (its first item the script's path); anything else runs
-    as is. Output is flushed first; the process id stays the same (launchers such as torchrun keep it)."""
+    The command is the interpreter's own command line (``sys.orig_argv``: a console script, ``python -m
+    text2token.cli`` as launchers run it, ...). Output is flushed first; the process id stays the same
+    (launchers such as torchrun keep it)."""
     env = allocator_env()
-    if env is None or not argv or not Path(argv[0]).is_file():
+    command = list(getattr(sys, "orig_argv", []))[1:]
+    if env is None or not command:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv], env)
+    os.execve(sys.executable, [sys.executable, *command], env)
 
 
 def allocator_line(environ=None) -> str | None:
