@@ -50,6 +50,16 @@ for a in "lr7e-5 lr=7.0e-5" "linear lr_scheduler=linear" "tm0.3 teacher_mix=0.3"
   R jointD28-cw3-swnone-$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
 done
 R jointD28-cw3-swnone-tm0.3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 teacher_mix=0.3 --tasks $X
+# seventh session (2026-12-04): three times the budget, and length-grouped batches (group_by_length) for both objectives
+R jointD84-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=84 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+for seed in 42 43; do
+  sfx=$([ $seed = 43 ] && echo -s43 || true)
+  R jointG56-cw3-swnone$sfx --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=56 seed=$seed stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $T --cut SICK-R=2000
+  R simcseG60$sfx --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=60 seed=$seed group_by_length=true --tasks $T --cut SICK-R=2000
+done
+R jointG56-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=56 seed=42 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $X
+R jointG40-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=40 seed=42 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $T --cut SICK-R=2000
+R simcseG60 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=60 seed=42 group_by_length=true --tasks $X
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
