@@ -60,6 +60,8 @@ done
 R jointG56-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=56 seed=42 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $X
 R jointG40-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=40 seed=42 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $T --cut SICK-R=2000
 R simcseG60 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=60 seed=42 group_by_length=true --tasks $X
+R simcseG43 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=43 seed=42 group_by_length=true --tasks $T --cut SICK-R=2000
+R jointG40-cw3-swnone-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=40 seed=43 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks $T --cut SICK-R=2000
 R base-last --untrained --pooling last --tasks $X
 R simcse30 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=42 --tasks $X
 R jointD28-cw3 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=nltk contrastive_weight=3.0 --tasks $X
