@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
 import sys
@@ -28,14 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-CORPUS = Path(os.environ.get("TEXT2TOKEN_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
 def sentences(n: int, seed: int) -> list[str]:
-    path = CORPUS / "corpus" / "wiki_sentences_00.txt"
-    if not path.is_file():
-        raise SystemExit(f"no corpus at {path}: set TEXT2TOKEN_DATA_DIR, or use --tiny")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """``n`` sentences of the shared corpus (the demo's data folder and train's reader), a seeded sample."""
+    from text2token.data import read_corpus
+    from text2token.demo import find_data_dir
+
+    data_dir = find_data_dir(None)
+    path = data_dir / "corpus" / "wiki_sentences_00.txt" if data_dir is not None else None
+    if path is None or not path.is_file():
+        raise SystemExit("no corpus/wiki_sentences_00.txt: set TEXT2TOKEN_DATA_DIR, or use --tiny")
+    lines, _ = read_corpus([str(path)], max_chars=None)
     return random.Random(seed).sample(lines, n)
 
 
