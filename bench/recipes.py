@@ -49,7 +49,9 @@ def parse(argv):
     p.add_argument("--default", nargs="*", default=[],
                    help="--json: the rows of the default recipe (with --merge, the file's other rows are marked again)")
     p.add_argument("--merge", action="store_true",
-                   help="--json: keep the file's rows whose names are not among the rows written (an update)")
+                   help="--json: keep the file's rows whose names are not among the rows written (an update); a row of "
+                        "the same name is replaced, or extended with the new tasks where the new row reproduces "
+                        "its scores exactly (a retrain of the same configuration)")
     return p.parse_args(argv)
 
 
@@ -188,21 +190,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reproduces(new: dict, old: dict) -> bool:
+    """Whether ``new`` is a retrain of ``old``'s row: the same recipe and overrides, and the same score on every
+    task both have (at least one). Training here is deterministic on one thread, so a retrain of the same
+    configuration reproduces every score exactly; its new tasks may then join the old row."""
+    shared = set(new["scores"]) & set(old.get("scores", {}))
+    return (bool(shared) and new.get("recipe") == old.get("recipe") and new.get("overrides") == old.get("overrides")
+            and all(new["scores"][t] == old["scores"][t] for t in shared))
+
+
 def write_json(rows: list[dict], path: Path, default: list[str], merge: bool = False) -> None:
-    out = []
-    if merge and path.is_file():  # the file's other rows stay, in their order; a row of the same name is replaced
-        names = {r["name"] for r in rows}
-        out = [r for r in json.loads(path.read_text(encoding="utf-8")) if r["name"] not in names]
-        if default:  # the default recipe moved: the file's rows say so too
-            out = [{**r, "is_default": r["name"] in default} for r in out]
+    before = json.loads(path.read_text(encoding="utf-8")) if merge and path.is_file() else []
+    kept = {r["name"]: r for r in before}  # --merge: the file's rows stay, in their order, each replaced or
+    if default:  # extended in its place by a row of the same name; the default recipe moved: the rows say so too
+        before = [{**r, "is_default": r["name"] in default} for r in before]
+    written = {}
     for r in rows:
+        old = kept.get(r["name"])
+        if old is not None and reproduces(r, old):  # a retrain that reproduced the row: extend it, keep its time
+            print(f"{r['name']}: the retrain reproduced {len(set(r['scores']) & set(old['scores']))} task(s) "
+                  f"exactly; its other tasks join the file's row (train seconds {old['train_seconds']})",
+                  file=sys.stderr)
+            r = {**r, "train_seconds": old["train_seconds"], "texts_seen": old["texts_seen"],
+                 "scores": {**old["scores"], **r["scores"]}, "precision": old.get("precision", r.get("precision"))}
         quick = [r["scores"][t] for t in QUICK if t in r["scores"]]
-        out.append({"name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"],
-                    "is_default": r["name"] in default, "pooling": r["pooling"], "train_seconds": r["train_seconds"],
-                    "texts_seen": r["texts_seen"], "scores": r["scores"],
-                    "quick_mean": mean(quick) if len(quick) == len(QUICK) else None,
-                    "all_mean": mean(r["scores"].values()), "n_tasks": len(r["scores"]),  # all_mean: over these
-                    "precision": r.get("precision")})
+        written[r["name"]] = {
+            "name": r["name"], "recipe": r["recipe"], "overrides": r["overrides"], "is_default": r["name"] in default,
+            "pooling": r["pooling"], "train_seconds": r["train_seconds"], "texts_seen": r["texts_seen"],
+            "scores": r["scores"], "quick_mean": mean(quick) if len(quick) == len(QUICK) else None,
+            "all_mean": mean(r["scores"].values()), "n_tasks": len(r["scores"]),  # all_mean: over these tasks
+            "precision": r.get("precision")}
+    out = [written.pop(r["name"], r) for r in before] + list(written.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 

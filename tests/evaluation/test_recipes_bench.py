@@ -57,3 +57,23 @@ def test_json_merge_keeps_the_files_other_rows(tmp_path):
     assert [(r["name"], r["scores"]["A"]) for r in written] == [("kept", 1.0), ("replaced", 3.0)]
     bench.write_json([new], out, default=[])  # without --merge the file holds the rows given, alone
     assert [r["name"] for r in json.loads(out.read_text())] == ["replaced"]
+
+
+def test_json_merge_extends_a_row_that_a_retrain_reproduced(tmp_path):
+    out = tmp_path / "quality.json"
+    old = {"name": "run", "recipe": "r.yaml", "overrides": {"steps": 4}, "pooling": "last", "train_seconds": 100.0,
+           "texts_seen": 128, "scores": {"STSBenchmark": 70.0, "A": 1.0}}
+    out.write_text(json.dumps([old, {"name": "other", "scores": {"A": 5.0}}]))
+    retrain = {**old, "train_seconds": 140.0, "scores": {"STSBenchmark": 70.0, "B": 2.0}}
+    bench.write_json([retrain], out, default=[], merge=True)
+    assert [r["name"] for r in json.loads(out.read_text())] == ["run", "other"]  # in its place
+    row = {r["name"]: r for r in json.loads(out.read_text())}["run"]
+    assert row["scores"] == {"STSBenchmark": 70.0, "A": 1.0, "B": 2.0} and row["train_seconds"] == 100.0
+    assert row["all_mean"] == round((70.0 + 1.0 + 2.0) / 3, 2)
+    drifted = {**old, "train_seconds": 150.0, "scores": {"STSBenchmark": 69.99, "B": 3.0}}  # not the same model
+    bench.write_json([drifted], out, default=[], merge=True)
+    row = {r["name"]: r for r in json.loads(out.read_text())}["run"]
+    assert row["scores"] == {"STSBenchmark": 69.99, "B": 3.0} and row["train_seconds"] == 150.0
+    other_config = {**old, "overrides": {"steps": 5}, "scores": {"STSBenchmark": 69.99, "C": 4.0}}
+    bench.write_json([other_config], out, default=[], merge=True)
+    assert {r["name"]: r for r in json.loads(out.read_text())}["run"]["scores"] == {"STSBenchmark": 69.99, "C": 4.0}
