@@ -82,3 +82,10 @@ if [ -n "${G:-}" ]; then
 fi
 "$PY" bench/recipes.py --table --work runs/proxy
 "$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3-swnone jointD28-cw3-swnone-s43
+# eighth session (2026-12-04): the nine classification tasks of the 40-step grouped default and of the 84-step default
+# (their run folders were gone: each command retrains, and STSBenchmark first checks that the retrain reproduces the
+# row; `--json ... --merge` then adds the nine tasks to the row), and SimCSE at 90 steps (the 30 : 28 ratio to 84)
+R jointG40-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=40 seed=42 stop_words=none contrastive_weight=3.0 group_by_length=true --tasks STSBenchmark $X
+R jointD84-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=84 seed=42 stop_words=none contrastive_weight=3.0 --tasks STSBenchmark $X
+R simcse90 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=90 seed=42 --tasks $T --cut SICK-R=2000
+R simcse90 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=90 seed=42 --tasks $X
