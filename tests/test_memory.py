@@ -25,7 +25,7 @@ def test_freed_heap_in_holes_is_returned_to_the_os():
 def _env(tmp_path, **extra):
     library = tmp_path / "libjemalloc.so.2"
     library.write_bytes(b"")
-    return str(library), dict(extra)
+    return str(library), {"TEXT2TOKEN_ALLOCATOR": "auto", **extra}  # auto: opt-in since the eighth session
 
 
 def test_allocator_env_preloads_jemalloc_where_it_is_installed(tmp_path):
@@ -103,6 +103,7 @@ def test_a_reexecuted_script_runs_on_jemalloc_and_can_purge_it(tmp_path):
                       "                  'line': allocator_line()}))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TEXT2TOKEN_ALLOCATOR_ACTIVE",
                                                             "TEXT2TOKEN_ALLOCATOR")}
+    env["TEXT2TOKEN_ALLOCATOR"] = "auto"  # opt-in: the default is the C library's allocator
     out = json.loads(subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
                                     check=True).stdout.strip().splitlines()[-1])
     assert "libjemalloc" in out["preload"] and out["purged"] is True and out["line"].startswith("allocator: jemalloc")
@@ -110,7 +111,11 @@ def test_a_reexecuted_script_runs_on_jemalloc_and_can_purge_it(tmp_path):
     out = json.loads(subprocess.run([sys.executable, "-c", script.read_text()], env=env, capture_output=True,
                                     text=True, check=True).stdout.strip().splitlines()[-1])
     assert "libjemalloc" in out["preload"] and out["purged"] is True
-    env["TEXT2TOKEN_ALLOCATOR"] = "system"
-    out = json.loads(subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                                    check=True).stdout.strip().splitlines()[-1])
-    assert "jemalloc" not in out["preload"] and out["line"] is None
+    for choice in ("system", None):  # None: the default
+        if choice is None:
+            env.pop("TEXT2TOKEN_ALLOCATOR")
+        else:
+            env["TEXT2TOKEN_ALLOCATOR"] = choice
+        out = json.loads(subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                                        check=True).stdout.strip().splitlines()[-1])
+        assert "jemalloc" not in out["preload"] and out["line"] is None

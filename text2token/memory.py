@@ -61,7 +61,7 @@ def release_memory() -> bool:
 
 
 # ---------------------------------------------------------------- the allocator of the text2token command
-ALLOCATOR_VAR = "TEXT2TOKEN_ALLOCATOR"  # "auto" (default): jemalloc where installed; "system"; "jemalloc"; or a path
+ALLOCATOR_VAR = "TEXT2TOKEN_ALLOCATOR"  # "system" (default: jemalloc without decay grew to 14-24 GiB on variable-length runs); "auto": jemalloc where installed; "jemalloc"; or a path
 ACTIVE_VAR = "TEXT2TOKEN_ALLOCATOR_ACTIVE"  # set by the re-executed process: the preloaded library
 # keep freed pages for reuse (no decay): the fastest setting measured, and the peak stays at what is live
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -89,7 +89,7 @@ def allocator_env(environ=None, platform: str | None = None, find=find_jemalloc)
     from .errors import ConfigError
 
     environ = dict(os.environ if environ is None else environ)
-    choice = environ.get(ALLOCATOR_VAR, "auto").strip() or "auto"
+    choice = environ.get(ALLOCATOR_VAR, "system").strip() or "system"
     if choice not in ("auto", "system", "jemalloc") and not choice.startswith("/"):
         raise ConfigError(f"{ALLOCATOR_VAR}={choice!r}: use auto, system, jemalloc or the path of a libjemalloc.so")
     platform = sys.platform if platform is None else platform
