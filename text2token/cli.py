@@ -423,7 +423,8 @@ HEAVY_COMMANDS = ("train", "eval", "encode", "demo")  # those that run the model
 
 
 def _use_jemalloc() -> None:
-    """Re-execute with jemalloc preloaded where it is installed (text2token.memory), and say so once."""
+    """Re-execute with jemalloc preloaded where ``TEXT2TOKEN_ALLOCATOR`` asks for it (text2token.memory; off by
+    default), and say so once."""
     from .memory import allocator_line, reexec_with_jemalloc
 
     reexec_with_jemalloc()

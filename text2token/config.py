@@ -248,7 +248,7 @@ class TrainConfig:
     dtype: str = option("float32", "backbone weights: float32, bfloat16 (half the memory of a large backbone; "
                         "GPUs; LoRA stays fp32), float16", rule=OneOf(DTYPES))
     gradient_checkpointing: bool = option(True, "recompute activations in the backward pass: a default run "
-                                          "peaks at 4.4-7.3 GiB (2.7 on jemalloc) instead of 17.5 (SmolLM2, 32 x 128 tokens, CPU), steps "
+                                          "peaks at 4.4-7.3 GiB instead of 17.5 (SmolLM2, 32 x 128 tokens, CPU), steps "
                                           "1.2-1.55x slower (docs/performance.md); --no-gradient-checkpointing for "
                                           "speed where memory allows")
     group_by_length: bool = option(False, "batches of texts of similar token length (transformers' "

@@ -61,9 +61,12 @@ def release_memory() -> bool:
 
 
 # ---------------------------------------------------------------- the allocator of the text2token command
-ALLOCATOR_VAR = "TEXT2TOKEN_ALLOCATOR"  # "system" (default: jemalloc without decay grew to 14-24 GiB on variable-length runs); "auto": jemalloc where installed; "jemalloc"; or a path
+# "system" (default; jemalloc without decay grew to 14-24 GiB on variable-length runs, docs/performance.md);
+# "auto": jemalloc where installed; "jemalloc"; or a library path
+ALLOCATOR_VAR = "TEXT2TOKEN_ALLOCATOR"
 ACTIVE_VAR = "TEXT2TOKEN_ALLOCATOR_ACTIVE"  # set by the re-executed process: the preloaded library
-# keep freed pages for reuse (no decay): the fastest setting measured, and the peak stays at what is live
+# keep freed pages for reuse (no decay): the fastest setting measured; 2.7 GiB over 4 steps, but it grows on
+# variable-length batches (14 GiB after 16 SimCSE steps), which is why jemalloc is opt-in
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 JEMALLOC_PLACES = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
                    "/usr/local/lib")
@@ -83,7 +86,7 @@ def find_jemalloc(places=None) -> str | None:
 def allocator_env(environ=None, platform: str | None = None, find=find_jemalloc) -> dict | None:
     """The environment to re-execute the command in with jemalloc preloaded, or None to run as is.
 
-    None: not Linux, ``TEXT2TOKEN_ALLOCATOR=system``, already re-executed, jemalloc already preloaded, or
+    None: not Linux, ``TEXT2TOKEN_ALLOCATOR=system`` (the default, also when unset), already re-executed, jemalloc already preloaded, or
     none installed (``TEXT2TOKEN_ALLOCATOR=jemalloc`` then raises: asked for, not found). ``MALLOC_CONF``
     is left alone if set."""
     from .errors import ConfigError
