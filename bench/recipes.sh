@@ -89,3 +89,6 @@ R jointG40-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C
 R jointD84-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=84 seed=42 stop_words=none contrastive_weight=3.0 --tasks STSBenchmark $X
 R simcse90 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=90 seed=42 --tasks $T --cut SICK-R=2000
 R simcse90 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=90 seed=42 --tasks $X
+# ninth session (2026-12-06): the prototype's global batch of 64 at the default's drift (14 steps of 64 at lr 2e-4 = the 896 texts of 28 steps of 32)
+R jointD14b64-lr2e-4-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C batch_size=64 lr=2.0e-4 steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
+R jointD14b64-lr2e-4-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C batch_size=64 lr=2.0e-4 steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $X
