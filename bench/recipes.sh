@@ -92,3 +92,13 @@ R simcse90 --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=90 se
 # ninth session (2026-12-06): the prototype's global batch of 64 at the default's drift (14 steps of 64 at lr 2e-4 = the 896 texts of 28 steps of 32)
 R jointD14b64-lr2e-4-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C batch_size=64 lr=2.0e-4 steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $T --cut SICK-R=2000
 R jointD14b64-lr2e-4-cw3-swnone --recipe configs/recipes/default.yaml --set "data=[$S]" $C batch_size=64 lr=2.0e-4 steps=14 seed=42 stop_words=none contrastive_weight=3.0 --tasks $X
+# tenth session (2026-12-07; a CPU without AVX-512, so precision auto ran fp32): the default retrained there, the anchor to
+# the untrained embedding (anchor_weight 10), the KL alone (contrastive_weight 0), on the quick suite + SICK-R and four of
+# the nine classification tasks; then whether the classification gap is the vectors' scale (bench/embedding_scale.py)
+Y="SentEval-MR SentEval-CR SentEval-SST2 SentEval-TREC"
+for a in "jointD28-cw3-swnone-fp32 contrastive_weight=3.0" "jointD28-cw3-swnone-anc10 contrastive_weight=3.0 anchor_weight=10.0" "klD28-swnone contrastive_weight=0.0"; do
+  set -- $a; n=$1; shift
+  R $n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none "$@" --tasks $T --cut SICK-R=2000
+  R $n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none "$@" --tasks $Y
+done
+"$PY" bench/embedding_scale.py runs/proxy/jointD28-cw3-swnone-anc10 --data-dir "$DATA/evalsuite" --tasks AmazonCounterfactualClassification SentEval-CR SentEval-TREC

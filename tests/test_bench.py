@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench import gpu_step, pair_overlap, pair_topic
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -94,3 +96,33 @@ def test_prefix_cache_bench_finds_the_templates_shared_head(tiny_llama):
     whole = encoder._ids(encoder.prompt.format(text="a cat"))
     assert 0 < len(head) < len(whole) and whole[:len(head)] == head
     assert len(shared_head(encoder, probes=("x", "y"))) >= len(head)  # fewer probes share at least as much
+
+
+def test_embedding_scale_rescales_the_trained_vectors_only_for_the_classifier():
+    from bench.embedding_scale import Memo, compare
+
+    class Fixed:  # two texts, a base model of norm 2 and a trained one of norm 1 at 60 degrees
+        embedding_dim, precision = 2, "fp32"
+
+        def __init__(self, table):
+            self.table, self.calls = table, 0
+
+        def encode(self, texts, batch_size=32):
+            self.calls += 1
+            return np.array([self.table[t] for t in texts], dtype=np.float32)
+
+    base = Fixed({"a": [2.0, 0.0], "b": [0.0, 2.0]})
+    trained = Fixed({"a": [0.5, 0.5 * 3 ** 0.5], "b": [-0.5 * 3 ** 0.5, 0.5]})
+    seen = []
+
+    def score(memo):  # what the classifier would be given: the texts' vectors at the memo's current scale
+        seen.append((memo.name, np.linalg.norm(memo.encode(["a", "b"]), axis=1).round(4).tolist()))
+        return {"Task": 1.0}
+
+    out = compare(Memo(base, "base"), Memo(trained, "trained"), score)
+    assert out["texts"] == 2 and out["norm_base"] == 2.0 and out["norm_trained"] == 1.0
+    assert abs(out["cos_trained_base"] - 0.5) < 1e-4
+    assert seen == [("base", [2.0, 2.0]), ("trained", [1.0, 1.0]), ("trained", [2.0, 2.0]), ("trained", [1.0, 1.0]),
+                    ("base", [1.0, 1.0])]
+    assert set(out["scores"]) == {"base", "trained", "trained_at_base_norm", "trained_at_unit_norm", "base_at_unit_norm"}
+    assert base.calls == trained.calls == 1  # each text encoded once

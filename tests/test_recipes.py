@@ -238,3 +238,85 @@ def test_the_default_recipe_keeps_every_word_in_the_stage1_target(word_tokenizer
     text = "the cat is not on the mat"
     assert DataDrivenTargets(word_tokenizer, stop_words=TrainConfig().stop_words).clean(text) == text
     assert DataDrivenTargets(word_tokenizer, stop_words="nltk").clean(text) == "cat mat"
+
+
+def test_anchor_loss_is_one_minus_cosine_per_view():
+    from text2token.objective import anchor_loss
+
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert anchor_loss(anchors * 3.0, anchors).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
+    # two stacked views: the first view agrees, the second is orthogonal (1) and opposite (2) to its anchor
+    views = torch.tensor([[5.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, -1.0]])
+    assert anchor_loss(views, anchors).item() == pytest.approx((0 + 0 + 1 + 2) / 4)
+    with pytest.raises(ValueError, match="anchors"):
+        anchor_loss(torch.zeros(3, 2), anchors)
+
+
+def _anchored_objective(tiny_llama, weight: float):
+    from text2token.backbone import load_backbone
+    from text2token.batches import Collator
+    from text2token.lora import add_lora
+    from text2token.objective import TokenTargetObjective
+    from text2token.pooling import TextEncoder
+
+    model, tok, _ = load_backbone(tiny_llama)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(0)
+    peft_model = add_lora(model, TrainConfig(gradient_checkpointing=False))
+    with torch.no_grad():  # a trained adapter: B is no longer zero
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    texts = ["the cat sat on the mat", "a quick brown fox jumps", "rivers flow to the sea", "stocks fell today"]
+    rows = [{"text": t, "target": q} for t, q in zip(texts, DataDrivenTargets(tok, stop_words="none")(texts))]
+    objective = TokenTargetObjective(peft_model, "last", contrastive_weight=1.0, anchor_weight=weight).train()
+    return objective, Collator(TextEncoder(tok, "last", 32))(rows), model
+
+
+def test_anchor_adds_its_weighted_term_and_compares_with_the_untrained_model(tiny_llama):
+    from text2token.model import embed
+    from text2token.objective import base_embeddings
+
+    objective, batch, _ = _anchored_objective(tiny_llama, 0.5)
+    plain, _, base = _anchored_objective(tiny_llama, 0.0)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    # e_0: the adapters off and no dropout, the model back in train mode afterwards
+    anchors = base_embeddings(objective.peft_model, inputs, "last")
+    assert objective.peft_model.training and not anchors.requires_grad
+    with objective.peft_model.disable_adapter():
+        objective.peft_model.eval()
+        with torch.no_grad():
+            reference = embed(objective.peft_model, inputs, "last")
+        objective.peft_model.train()
+    assert torch.allclose(anchors, reference, atol=1e-6)
+    with torch.no_grad():
+        trained = embed(objective.peft_model.eval(), inputs, "last")
+    objective.peft_model.train()
+    assert (trained - anchors).abs().max() > 1e-3  # the adapter moves e(x): the anchor has something to measure
+    torch.manual_seed(7)
+    out = objective(**batch)
+    torch.manual_seed(7)
+    out0 = plain(**batch)
+    assert out["anchor"].item() > 0 and "anchor" not in out0
+    # the base pass draws no dropout noise: the other terms are the same numbers
+    assert torch.allclose(out["kl"], out0["kl"]) and torch.allclose(out["contrastive"], out0["contrastive"])
+    assert torch.allclose(out["loss"], out0["loss"] + 0.5 * out["anchor"], atol=1e-6)
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in objective.named_parameters() if "lora" in n)
+
+
+def test_anchor_weight_trains_and_is_recorded(tiny_llama, corpus_file, tmp_path):
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", anchor_weight=2.0, pooling="last"))
+    record = json.loads((run / "text2token_config.json").read_text())
+    assert record["hyperparameters"]["anchor_weight"] == 2.0
+    # the objective's terms are logged beside the loss (logging_steps 1: each step's own values)
+    logs = [json.loads(line) for line in (run / "stage1" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss" in r]
+    assert len(steps) == 3 and all({"kl", "contrastive", "anchor"} <= set(r) for r in steps)
+    assert all(r["anchor"] >= 0 and r["kl"] > 0 for r in steps)
+    assert np.isfinite(text2token.load(str(run)).encode(["a cat"])).all()
+    with pytest.raises(ConfigError, match="anchor_weight"):
+        TrainConfig(anchor_weight=-0.1)
+    with pytest.raises(ConfigError, match="anchor_weight is a term of the text2token objective"):
+        TrainConfig(objective="simcse", anchor_weight=1.0)

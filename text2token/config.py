@@ -281,6 +281,10 @@ class TrainConfig:
     head_filter: int = option(0, "beyond the paper: remove the LM head's K dominant singular directions (the "
                               "frequent-token bias shared by all logits) from the projection the loss and the "
                               "stage-2 targets use; 0: off", rule=AT_LEAST_0, metavar="K")
+    anchor_weight: float = option(0.0, "beyond the paper: > 0 adds this weight times 1 - cos(e(x), e_0(x)), e_0 the "
+                                  "untrained model's own embedding of the text (adapters off, no dropout; one more "
+                                  "forward pass a step), to keep what the prompt embedding already knows; 0: off",
+                                  rule=NON_NEGATIVE, metavar="WEIGHT")
     adapter_scale: float = option(1.0, "beyond the paper: weight-space interpolation when the run is loaded "
                                   "(WiSE-FT): the weights used are base + SCALE x (trained - base); 1: the trained "
                                   "model, 0: the base model; training is not changed",
@@ -310,6 +314,9 @@ class TrainConfig:
             if self.stages not in (list(STAGES), list(DEFAULT_STAGES), [SIMCSE_STAGE]):
                 raise ConfigError(f"stages {self.stages} do not apply to objective simcse: it trains one stage "
                                   f"({SIMCSE_STAGE!r}); leave stages unset")
+            if self.anchor_weight > 0:
+                raise ConfigError("anchor_weight is a term of the text2token objective; objective simcse has none "
+                                  "(set anchor_weight: 0)")
             self.stages = [SIMCSE_STAGE]
             self.contrastive_weight = 0.0  # SimCSE's term is the whole objective; no KL to add it to
         elif SIMCSE_STAGE in self.stages:

@@ -6,10 +6,11 @@ Text2Token (:class:`TokenTargetObjective`): KL(q ‖ p_θ) with p_θ = softmax(W
 Targets are sparse, so the loss needs only the log-probabilities at the target's tokens:
 KL(q ‖ p) = Σ_t q_t (log q_t − log p_t), summed over the target's support.
 
-Two options beyond the paper (each off by default; RESULTS.md says what they did):
-the joint objective (:func:`joint_loss`: the KL on two dropout views plus SimCSE's in-batch
-contrastive term), and the head filter (:func:`head_directions`: the LM head's dominant singular
-directions, which raise frequent tokens for every text, projected out of e(x) before the loss).
+Options beyond the paper (RESULTS.md says what each did): the joint objective (:func:`joint_loss`: the KL
+on two dropout views plus SimCSE's in-batch contrastive term; on by default), the head filter
+(:func:`head_directions`: the LM head's dominant singular directions, which raise frequent tokens for every
+text, projected out of e(x) before the loss), and the anchor (:func:`anchor_loss`: a term that keeps e(x)
+near the untrained model's own prompt embedding of the same text, e_0(x)).
 
 The SimCSE baseline (:class:`SimCSEObjective`, :func:`simcse_loss`; its dropout set-up and the method's
 description are in :mod:`text2token.contrastive`): two dropout views of each text, in-batch negatives.
@@ -79,6 +80,30 @@ def joint_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: t
     return kl + weight * contrastive, kl, contrastive
 
 
+def anchor_loss(embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Mean over the rows of ``1 - cos(e_i, e0_i)``: how far the trained embeddings ``[m, d]`` have turned away
+    from the untrained model's ``anchors`` ``[n, d]`` of the same texts (``m`` a multiple of ``n``: the views of
+    the joint objective are stacked, each compared with its text's anchor)."""
+    if embeddings.dim() != 2 or anchors.dim() != 2 or embeddings.shape[1] != anchors.shape[1] \
+            or embeddings.shape[0] % anchors.shape[0]:
+        raise ValueError(f"expected [k*n, d] embeddings and [n, d] anchors, got {tuple(embeddings.shape)} and "
+                         f"{tuple(anchors.shape)}")
+    anchors = anchors.float().repeat(embeddings.shape[0] // anchors.shape[0], 1)
+    return (1.0 - F.cosine_similarity(embeddings.float(), anchors, dim=-1)).mean()
+
+
+def base_embeddings(peft_model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """e_0(x): the untrained model's embeddings of a batch (the LoRA adapters switched off, no dropout, no
+    gradient). The anchor's reference; the backbone is frozen, so e_0 of a text never changes."""
+    was_training = peft_model.training
+    peft_model.eval()
+    try:
+        with torch.no_grad(), peft_model.disable_adapter():
+            return embed(peft_model, batch, pooling).detach()
+    finally:
+        peft_model.train(was_training)
+
+
 def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, offset: int = 0) -> torch.Tensor:
     """Cross-entropy of ``cos(a_i, b_j) / temperature`` over ``j``, the positive of row ``i`` being ``b[offset + i]``.
 
@@ -117,32 +142,42 @@ class TokenTargetObjective(nn.Module):
     ``contrastive_weight > 0``: the joint objective (:func:`joint_loss`): each text
     twice through dropout in one stacked pass, the KL on both views, plus that weight times SimCSE's
     in-batch loss (negatives gathered across processes). ``head_filter``: directions ``[dim, k]``
-    removed from e(x) before the vocabulary projection (:func:`head_directions`).
+    removed from e(x) before the vocabulary projection (:func:`head_directions`). ``anchor_weight > 0``: plus
+    that weight times :func:`anchor_loss` against the untrained model's embeddings (one more forward pass,
+    without gradient, per step).
     """
 
     needs_targets = True
 
     def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
-                 head_filter: torch.Tensor | None = None):
+                 head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
+        self.anchor_weight = anchor_weight
         self.register_buffer("head_filter", head_filter, persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        anchors = base_embeddings(self.peft_model, batch, self.pooling) if self.anchor_weight > 0 else None
         if self.contrastive_weight <= 0:
-            logits = vocab_logits(self.peft_model, embed(self.peft_model, batch, self.pooling), self.head_filter)
-            return {"loss": kl_loss(logits, target_ids, target_weights)}
-        n = input_ids.shape[0]
-        e = two_views(self.peft_model, batch, self.pooling)
-        second_all, offset = gather_with_grad(e[n:])
-        loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
-                                           target_weights, e[:n], second_all, offset, self.contrastive_weight,
-                                           self.temperature)
-        return {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
+            e = embed(self.peft_model, batch, self.pooling)
+            out = {"loss": kl_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids, target_weights)}
+        else:
+            n = input_ids.shape[0]
+            e = two_views(self.peft_model, batch, self.pooling)
+            second_all, offset = gather_with_grad(e[n:])
+            loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
+                                               target_weights, e[:n], second_all, offset, self.contrastive_weight,
+                                               self.temperature)
+            out = {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
+        if anchors is not None:
+            anchor = anchor_loss(e, anchors)
+            out["loss"] = out["loss"] + self.anchor_weight * anchor
+            out["anchor"] = anchor.detach()
+        return out
 
 
 class SimCSEObjective(nn.Module):
@@ -176,4 +211,4 @@ def build_objective(peft_model, base_model, config, stage: str) -> nn.Module:
     if stage == "simcse":
         return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
     return TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight, config.simcse_temperature,
-                                head_directions(base_model, config.head_filter))
+                                head_directions(base_model, config.head_filter), config.anchor_weight)

@@ -9,7 +9,7 @@ A training run writes one folder (the project's equivalent of sentence-transform
     RUN/stage1/checkpoints/      Trainer checkpoints (adapter only, optimizer, RNG state), each with
                                  text2token_complete.json (sizes and sha256 of its files) written last
     RUN/stage1/adapter/          the finished stage-1 adapter (with its own text2token_complete.json)
-    RUN/stage1/log.jsonl         loss, learning rate, grad norm per logging step
+    RUN/stage1/log.jsonl         loss and its terms, learning rate, grad norm per logging step
     RUN/stage1/summary.json      the finished stage's texts, steps, losses, seconds (kept across a resume)
     RUN/stage2/targets.pt        background and sparse teacher targets (computed once)
     RUN/stage2/...               as stage 1

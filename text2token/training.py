@@ -57,7 +57,21 @@ class StageTrainer(Trainer):
         if not torch.isfinite(loss.detach()).all():
             raise NonFiniteError(f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; "
                                  f"training stopped. {kept_checkpoint_note(self.args.output_dir)}")
+        if model.training:  # the objective's terms (kl, contrastive, anchor), averaged into the next log record
+            terms = getattr(self, "_terms", None) or {}
+            for key, value in outputs.items():
+                if key != "loss" and torch.is_tensor(value) and value.numel() == 1:
+                    total, count = terms.get(key, (0.0, 0))
+                    terms[key] = (total + float(value), count + 1)
+            self._terms = terms
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        terms = getattr(self, "_terms", None)
+        if terms and "loss" in logs:
+            logs.update({key: round(total / count, 6) for key, (total, count) in terms.items()})
+            self._terms = {}
+        super().log(logs, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint, made crash-safe.
