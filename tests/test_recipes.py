@@ -271,15 +271,15 @@ def _anchored_objective(tiny_llama, weight: float):
     texts = ["the cat sat on the mat", "a quick brown fox jumps", "rivers flow to the sea", "stocks fell today"]
     rows = [{"text": t, "target": q} for t, q in zip(texts, DataDrivenTargets(tok, stop_words="none")(texts))]
     objective = TokenTargetObjective(peft_model, "last", contrastive_weight=1.0, anchor_weight=weight).train()
-    return objective, Collator(TextEncoder(tok, "last", 32))(rows), model
+    return objective, Collator(TextEncoder(tok, "last", 32))(rows)
 
 
 def test_anchor_adds_its_weighted_term_and_compares_with_the_untrained_model(tiny_llama):
     from text2token.model import embed
     from text2token.objective import base_embeddings
 
-    objective, batch, _ = _anchored_objective(tiny_llama, 0.5)
-    plain, _, base = _anchored_objective(tiny_llama, 0.0)
+    objective, batch = _anchored_objective(tiny_llama, 0.5)
+    plain, _ = _anchored_objective(tiny_llama, 0.0)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
     # e_0: the adapters off and no dropout, the model back in train mode afterwards
     anchors = base_embeddings(objective.peft_model, inputs, "last")
