@@ -252,7 +252,26 @@ def test_anchor_loss_is_one_minus_cosine_per_view():
         anchor_loss(torch.zeros(3, 2), anchors)
 
 
-def _anchored_objective(tiny_llama, weight: float):
+def test_contrastive_anchor_is_simcse_against_the_untrained_embeddings_per_view():
+    from text2token.objective import contrastive_anchor_loss, simcse_loss
+
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    # each view picks its own anchor: low loss; a view that points at another text's anchor: high loss
+    good = contrastive_anchor_loss(anchors * 2.0, anchors, 0.05)
+    bad = contrastive_anchor_loss(anchors.roll(1, dims=0), anchors, 0.05)
+    assert good.item() < 1e-6 and bad.item() > 10
+    # two stacked views are scored one at a time (a text's other view is never its negative), then averaged
+    views = torch.cat([anchors, anchors.roll(1, dims=0)])
+    expected = (simcse_loss(anchors, anchors, 0.05) + simcse_loss(anchors.roll(1, dims=0), anchors, 0.05)) / 2
+    assert contrastive_anchor_loss(views, anchors, 0.05).item() == pytest.approx(expected.item())
+    # the shared direction alone does not satisfy it (the cosine anchor would be near 0 here)
+    common = torch.tensor([[10.0, 1.0], [10.0, 0.0], [10.0, -1.0]])
+    assert contrastive_anchor_loss(common[[1, 2, 0]], common, 0.05).item() > 1.0
+    with pytest.raises(ValueError, match="anchors"):
+        contrastive_anchor_loss(torch.zeros(4, 2), anchors)
+
+
+def _anchored_objective(tiny_llama, weight: float, anchor: str = "cosine"):
     from text2token.backbone import load_backbone
     from text2token.batches import Collator
     from text2token.lora import add_lora
@@ -270,7 +289,8 @@ def _anchored_objective(tiny_llama, weight: float):
                 p.normal_(0, 0.05)
     texts = ["the cat sat on the mat", "a quick brown fox jumps", "rivers flow to the sea", "stocks fell today"]
     rows = [{"text": t, "target": q} for t, q in zip(texts, DataDrivenTargets(tok, stop_words="none")(texts))]
-    objective = TokenTargetObjective(peft_model, "last", contrastive_weight=1.0, anchor_weight=weight).train()
+    objective = TokenTargetObjective(peft_model, "last", contrastive_weight=1.0, anchor_weight=weight,
+                                     anchor=anchor).train()
     return objective, Collator(TextEncoder(tok, "last", 32))(rows)
 
 
@@ -306,10 +326,30 @@ def test_anchor_adds_its_weighted_term_and_compares_with_the_untrained_model(tin
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in objective.named_parameters() if "lora" in n)
 
 
+def test_contrastive_anchor_form_is_the_one_used(tiny_llama):
+    from text2token.objective import base_embeddings, contrastive_anchor_loss, two_views
+
+    objective, batch = _anchored_objective(tiny_llama, 0.5, "contrastive")
+    plain, _ = _anchored_objective(tiny_llama, 0.0)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    anchors = base_embeddings(objective.peft_model, inputs, "last")
+    torch.manual_seed(7)
+    out = objective(**batch)
+    torch.manual_seed(7)
+    out0 = plain(**batch)
+    torch.manual_seed(7)
+    views = two_views(objective.peft_model, inputs, "last")
+    assert out["anchor"].item() == pytest.approx(contrastive_anchor_loss(views, anchors, 0.05).item(), rel=1e-5)
+    assert torch.allclose(out["loss"], out0["loss"] + 0.5 * out["anchor"], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown anchor"):
+        _anchored_objective(tiny_llama, 0.5, "euclid")
+
+
 def test_anchor_weight_trains_and_is_recorded(tiny_llama, corpus_file, tmp_path):
-    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", anchor_weight=2.0, pooling="last"))
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", anchor_weight=2.0, pooling="last",
+                                 anchor="contrastive"))
     record = json.loads((run / "text2token_config.json").read_text())
-    assert record["hyperparameters"]["anchor_weight"] == 2.0
+    assert record["hyperparameters"]["anchor_weight"] == 2.0 and record["hyperparameters"]["anchor"] == "contrastive"
     # the objective's terms are logged beside the loss (logging_steps 1: each step's own values)
     logs = [json.loads(line) for line in (run / "stage1" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in logs if "loss" in r]
@@ -318,5 +358,7 @@ def test_anchor_weight_trains_and_is_recorded(tiny_llama, corpus_file, tmp_path)
     assert np.isfinite(text2token.load(str(run)).encode(["a cat"])).all()
     with pytest.raises(ConfigError, match="anchor_weight"):
         TrainConfig(anchor_weight=-0.1)
+    with pytest.raises(ConfigError, match="anchor"):
+        TrainConfig(anchor_weight=1.0, anchor="euclid")
     with pytest.raises(ConfigError, match="anchor_weight is a term of the text2token objective"):
         TrainConfig(objective="simcse", anchor_weight=1.0)

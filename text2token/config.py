@@ -26,6 +26,7 @@ from .pooling import POOLINGS, PROMPT_EOL
 STAGES = ("data", "model")
 DEFAULT_STAGES = ("data",)  # the default recipe (RESULTS.md): stage 1 with the joint objective
 WEIGHTINGS = ("uniform", "idf", "prompt_attention")  # stage-1 target weights
+ANCHORS = ("cosine", "contrastive")  # forms of the anchor term (anchor_weight > 0)
 DTYPES = ("float32", "bfloat16", "float16")  # dtype of the backbone weights while training
 OBJECTIVES = ("text2token", "simcse")  # simcse: the LLM2Vec-style unsupervised SimCSE baseline (contrastive.py)
 SIMCSE_STAGE = "simcse"  # the one stage of a SimCSE run
@@ -285,6 +286,10 @@ class TrainConfig:
                                   "untrained model's own embedding of the text (adapters off, no dropout; one more "
                                   "forward pass a step), to keep what the prompt embedding already knows; 0: off",
                                   rule=NON_NEGATIVE, metavar="WEIGHT")
+    anchor: str = option("cosine", "the anchor term's form: cosine (1 - cos(e(x), e_0(x))) or contrastive (e(x) "
+                         "must pick its own e_0(x) among the batch's, an in-batch loss at the SimCSE temperature: "
+                         "keeps what tells texts apart in the untrained embedding, not its shared direction)",
+                         rule=OneOf(ANCHORS))
     adapter_scale: float = option(1.0, "beyond the paper: weight-space interpolation when the run is loaded "
                                   "(WiSE-FT): the weights used are base + SCALE x (trained - base); 1: the trained "
                                   "model, 0: the base model; training is not changed",

@@ -10,7 +10,8 @@ Options beyond the paper (RESULTS.md says what each did): the joint objective (:
 on two dropout views plus SimCSE's in-batch contrastive term; on by default), the head filter
 (:func:`head_directions`: the LM head's dominant singular directions, which raise frequent tokens for every
 text, projected out of e(x) before the loss), and the anchor (:func:`anchor_loss`: a term that keeps e(x)
-near the untrained model's own prompt embedding of the same text, e_0(x)).
+near the untrained model's own prompt embedding of the same text, e_0(x); or, :func:`contrastive_anchor_loss`,
+makes e(x) pick its own e_0(x) among the batch's).
 
 The SimCSE baseline (:class:`SimCSEObjective`, :func:`simcse_loss`; its dropout set-up and the method's
 description are in :mod:`text2token.contrastive`): two dropout views of each text, in-batch negatives.
@@ -92,6 +93,19 @@ def anchor_loss(embeddings: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor
     return (1.0 - F.cosine_similarity(embeddings.float(), anchors, dim=-1)).mean()
 
 
+def contrastive_anchor_loss(embeddings: torch.Tensor, anchors: torch.Tensor,
+                            temperature: float = 0.05) -> torch.Tensor:
+    """SimCSE's in-batch loss with the untrained model's embeddings as the other view: each row of ``embeddings``
+    ``[m, d]`` must pick its own text's anchor among the batch's ``anchors`` ``[n, d]`` (``m`` a multiple of
+    ``n``: each stacked view is scored on its own, so a text's other view is never a negative), averaged over the
+    views. Unlike :func:`anchor_loss` it keeps what tells texts apart in e_0, not e_0's shared direction."""
+    if embeddings.dim() != 2 or anchors.dim() != 2 or embeddings.shape[0] % anchors.shape[0]:
+        raise ValueError(f"expected [k*n, d] embeddings and [n, d] anchors, got {tuple(embeddings.shape)} and "
+                         f"{tuple(anchors.shape)}")
+    views = embeddings.split(anchors.shape[0])
+    return torch.stack([simcse_loss(view, anchors, temperature) for view in views]).mean()
+
+
 def base_embeddings(peft_model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
     """e_0(x): the untrained model's embeddings of a batch (the LoRA adapters switched off, no dropout, no
     gradient). The anchor's reference; the backbone is frozen, so e_0 of a text never changes."""
@@ -143,20 +157,24 @@ class TokenTargetObjective(nn.Module):
     twice through dropout in one stacked pass, the KL on both views, plus that weight times SimCSE's
     in-batch loss (negatives gathered across processes). ``head_filter``: directions ``[dim, k]``
     removed from e(x) before the vocabulary projection (:func:`head_directions`). ``anchor_weight > 0``: plus
-    that weight times :func:`anchor_loss` against the untrained model's embeddings (one more forward pass,
-    without gradient, per step).
+    that weight times :func:`anchor_loss` (``anchor="cosine"``) or :func:`contrastive_anchor_loss`
+    (``"contrastive"``) against the untrained model's embeddings (one more forward pass, without gradient, per
+    step).
     """
 
     needs_targets = True
 
     def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
-                 head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0):
+                 head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0, anchor: str = "cosine"):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
         self.anchor_weight = anchor_weight
+        if anchor not in ("cosine", "contrastive"):
+            raise ValueError(f"unknown anchor {anchor!r}: use 'cosine' or 'contrastive'")
+        self.anchor = anchor
         self.register_buffer("head_filter", head_filter, persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
@@ -174,7 +192,8 @@ class TokenTargetObjective(nn.Module):
                                                self.temperature)
             out = {"loss": loss, "kl": kl.detach(), "contrastive": contrastive.detach()}
         if anchors is not None:
-            anchor = anchor_loss(e, anchors)
+            anchor = anchor_loss(e, anchors) if self.anchor == "cosine" else \
+                contrastive_anchor_loss(e, anchors, self.temperature)
             out["loss"] = out["loss"] + self.anchor_weight * anchor
             out["anchor"] = anchor.detach()
         return out
@@ -211,4 +230,5 @@ def build_objective(peft_model, base_model, config, stage: str) -> nn.Module:
     if stage == "simcse":
         return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
     return TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight, config.simcse_temperature,
-                                head_directions(base_model, config.head_filter), config.anchor_weight)
+                                head_directions(base_model, config.head_filter), config.anchor_weight,
+                                config.anchor)
