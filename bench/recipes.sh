@@ -102,3 +102,11 @@ for a in "jointD28-cw3-swnone-fp32 contrastive_weight=3.0" "jointD28-cw3-swnone-
   R $n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none "$@" --tasks $Y
 done
 "$PY" bench/embedding_scale.py runs/proxy/jointD28-cw3-swnone-anc10 --data-dir "$DATA/evalsuite" --tasks AmazonCounterfactualClassification SentEval-CR SentEval-TREC
+# eleventh session (2026-12-07; Intel Xeon with AMX, so precision auto ran bf16): the default retrained there (-amx), attention
+# dropout 0.5, LoRA rank 4 (alpha 8: the same scale), the contrastive anchor (anchor=contrastive, weight 1), contrastive weight 6;
+# the nine classification tasks only for the rows that kept the quick mean (-do0.5 and -r4 lost it and were stopped)
+for a in "-amx" "-do0.5 simcse_dropout=0.5" "-r4 lora_r=4 lora_alpha=8" "-cank1 anchor_weight=1.0 anchor=contrastive" "-cw6 contrastive_weight=6.0"; do
+  set -- $a; n=$1; shift
+  R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
+  case $n in -do0.5|-r4) ;; *) R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $X ;; esac
+done
