@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ANCHORS
 from .model import embed, vocab_logits
 
 
@@ -172,8 +173,8 @@ class TokenTargetObjective(nn.Module):
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
         self.anchor_weight = anchor_weight
-        if anchor not in ("cosine", "contrastive"):
-            raise ValueError(f"unknown anchor {anchor!r}: use 'cosine' or 'contrastive'")
+        if anchor not in ANCHORS:
+            raise ValueError(f"unknown anchor {anchor!r}: use one of {', '.join(ANCHORS)}")
         self.anchor = anchor
         self.register_buffer("head_filter", head_filter, persistent=False)
 

@@ -41,6 +41,8 @@ class StageTrainer(Trainer):
 
     # token count of each training text, set for ``group_by_length``: batches of similar length
     lengths: list[int] | None = None
+    # the objective's terms since the last log record: name -> (sum, count)
+    _terms: dict[str, tuple[float, int]] | None = None
 
     def _get_train_sampler(self, train_dataset=None):
         if self.lengths is None:
@@ -58,7 +60,7 @@ class StageTrainer(Trainer):
             raise NonFiniteError(f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; "
                                  f"training stopped. {kept_checkpoint_note(self.args.output_dir)}")
         if model.training:  # the objective's terms (kl, contrastive, anchor), averaged into the next log record
-            terms = getattr(self, "_terms", None) or {}
+            terms = self._terms or {}
             for key, value in outputs.items():
                 if key != "loss" and torch.is_tensor(value) and value.numel() == 1:
                     total, count = terms.get(key, (0.0, 0))
@@ -67,7 +69,7 @@ class StageTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
-        terms = getattr(self, "_terms", None)
+        terms = self._terms
         if terms and "loss" in logs:
             logs.update({key: round(total / count, 6) for key, (total, count) in terms.items()})
             self._terms = {}
