@@ -77,8 +77,8 @@ def train(args, work: Path) -> tuple[Path, dict]:
     values["output"] = str(run)
     config = TrainConfig.from_file(args.recipe, values) if args.recipe else TrainConfig.from_dict(values)
     record_file = run / "text2token_config.json"
-    # the saved configuration read through TrainConfig: an option added since the run was trained counts at its
-    # default (the run trained without it, which is what its default means), so the run is still reused
+    # the saved configuration read through TrainConfig: an option added since the run was trained counts at what
+    # runs before it did (runfolder.SETTINGS_BEFORE_THEY_EXISTED; else its default), so the run is still reused
     if record_file.is_file() and TrainConfig.from_dict(read_train_config(run)).to_dict() == config.to_dict():
         print(f"{run}: finished run of this configuration, reused", file=sys.stderr)
     else:

@@ -120,14 +120,19 @@ def test_group_by_length_resume_gives_the_same_model(tiny_llama, corpus_file, tm
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
+def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16, monkeypatch):
     """The LoRA dropout folded into A (lora.fold_lora_dropout): the same losses and the same adapter
-    weights as peft's own dropout, step for step, in fp32 and under bf16 autocast, with less kept for backward."""
+    weights as peft's own dropout, step for step, in fp32 and under bf16 autocast, with less kept for backward.
+    The folded layer's masks are drawn here as ``nn.functional.dropout`` draws them on a CPU, so both ways see
+    the same masks (its own, faster draw is tested below)."""
+    import text2token.lora as lora
     from text2token.backbone import load_backbone
     from text2token.pooling import TextEncoder
     from text2token.batches import Collator
     from text2token.lora import FoldedDropoutLinear, add_lora, fold_lora_dropout
     from text2token.objective import TokenTargetObjective
+
+    monkeypatch.setattr(lora, "keep_mask", lambda x, p: torch.empty_like(x).bernoulli_(1 - p).ne(0))
 
     def run(fold: bool):
         model, tok, _ = load_backbone(tiny_llama)
@@ -167,3 +172,48 @@ def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
     assert losses == plain_losses
     assert state.keys() == plain_state.keys() and all(torch.equal(state[k], plain_state[k]) for k in state)
     assert saved < plain_saved
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5])
+def test_keep_mask_keeps_one_minus_p_without_pattern(p):
+    """lora.keep_mask: P(keep) = 1 - p, the same in each of the four 16-bit slices of a random word and
+    along the tensor (a slice with a fixed bit would show here), seeded by the default generator."""
+    from text2token.lora import keep_mask
+
+    x = torch.zeros(64, 33, 96)  # an element count that is not a multiple of 4
+    torch.manual_seed(0)
+    a = keep_mask(x, p)
+    torch.manual_seed(0)
+    assert torch.equal(a, keep_mask(x, p))  # seeded
+    assert not torch.equal(a, keep_mask(x, p))  # and a fresh draw each call
+    assert a.shape == x.shape and a.dtype == torch.bool
+    n = a.numel()
+    sd = (p * (1 - p) / n) ** 0.5
+    assert abs(a.float().mean().item() - (1 - p)) < 5 * sd
+    lanes = a.flatten()[: n - n % 4].view(-1, 4).float().mean(0)  # one rate per 16-bit slice of the words
+    assert torch.all((lanes - (1 - p)).abs() < 5 * sd * 2)
+    halves = a.flatten().chunk(2)
+    assert abs(halves[0].float().mean() - halves[1].float().mean()) < 10 * sd
+    assert keep_mask(torch.zeros(100000), 1e-9).float().mean() > 0.999
+
+
+def test_folded_dropout_matches_dropout_with_its_own_mask(monkeypatch):
+    """The folded layer computes linear(x * mask / (1 - p)) and its gradients, for the mask keep_mask drew."""
+    import text2token.lora as lora
+
+    drawn = []
+    real = lora.keep_mask
+    monkeypatch.setattr(lora, "keep_mask", lambda x, p: drawn.append(real(x, p)) or drawn[-1])
+    layer = torch.nn.Linear(12, 4, bias=False)
+    layer.__class__, layer.dropout_p = lora.FoldedDropoutLinear, 0.3
+    layer.train()
+    x = torch.randn(5, 7, 12, requires_grad=True)
+    out = layer(x)
+    out.pow(2).sum().backward()
+    (mask,) = drawn
+    x2 = x.detach().clone().requires_grad_(True)
+    w2 = layer.weight.detach().clone().requires_grad_(True)
+    ref = torch.nn.functional.linear(x2 * mask.float() / 0.7, w2)
+    ref.pow(2).sum().backward()
+    assert torch.allclose(out, ref) and torch.allclose(x.grad, x2.grad) and torch.allclose(layer.weight.grad, w2.grad)
+    assert 0.5 < mask.float().mean() < 0.9

@@ -26,8 +26,42 @@ def causal_lm(model):
     return get_base() if callable(get_base) else model
 
 
-def embed(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
-    """e(x) in fp32 for a padded batch, without computing token logits."""
+def embed(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) -> torch.Tensor:
+    """e(x) in fp32 for a padded batch, without computing token logits.
+
+    ``groups > 1``: the rows are sorted by token count and run as that many sub-batches, each cut to the
+    columns its own rows use (padding is on one side, so that is one span of columns); e(x) comes back in
+    the batch's row order. The same function of the batch (padding is masked out either way), with fewer
+    padded tokens computed when the batch's lengths differ."""
+    mask = batch["attention_mask"]
+    rows = mask.shape[0]
+    groups = min(int(groups), rows)
+    if groups <= 1:
+        return _embed_padded(model, batch, pooling)
+    order = torch.argsort(mask.sum(-1), stable=True)
+    parts = []
+    for index in order.tensor_split(groups):
+        used = mask[index].any(0).nonzero().flatten()
+        span = slice(int(used[0]), int(used[-1]) + 1) if len(used) else slice(0, mask.shape[1])
+        parts.append(_embed_padded(model, {k: v[index, span] for k, v in batch.items()}, pooling))
+    return torch.cat(parts)[torch.argsort(order)]
+
+
+CPU_LENGTH_GROUPS = 8  # length_groups "auto" on a CPU: docs/performance.md ("A faster training step, again")
+
+
+def resolve_length_groups(value, device_type: str | None = None) -> int:
+    """The number of sub-batches :func:`embed` runs a training batch as, for ``length_groups`` (an integer, or
+    ``"auto"``: :data:`CPU_LENGTH_GROUPS` on a CPU, where padded tokens cost their full share of a step; 1 on
+    other devices, where splitting was not measured). ``device_type`` defaults to the training device."""
+    if value != "auto":
+        return int(value)
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    return CPU_LENGTH_GROUPS if device_type == "cpu" else 1
+
+
+def _embed_padded(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
     lm = causal_lm(model)
     out = lm.base_model(
         input_ids=batch["input_ids"],

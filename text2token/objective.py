@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ANCHORS
-from .model import embed, vocab_logits
+from .model import embed, resolve_length_groups, vocab_logits
 
 
 def pad_targets(targets: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,14 +107,14 @@ def contrastive_anchor_loss(embeddings: torch.Tensor, anchors: torch.Tensor,
     return torch.stack([simcse_loss(view, anchors, temperature) for view in views]).mean()
 
 
-def base_embeddings(peft_model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+def base_embeddings(peft_model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) -> torch.Tensor:
     """e_0(x): the untrained model's embeddings of a batch (the LoRA adapters switched off, no dropout, no
     gradient). The anchor's reference; the backbone is frozen, so e_0 of a text never changes."""
     was_training = peft_model.training
     peft_model.eval()
     try:
         with torch.no_grad(), peft_model.disable_adapter():
-            return embed(peft_model, batch, pooling).detach()
+            return embed(peft_model, batch, pooling, groups).detach()
     finally:
         peft_model.train(was_training)
 
@@ -134,10 +134,10 @@ def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, off
     return F.cross_entropy(logits, labels)
 
 
-def two_views(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+def two_views(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) -> torch.Tensor:
     """``[2n, d]``: the embeddings of a batch of ``n`` texts, then of the same texts again. One forward pass over
     the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one."""
-    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling)
+    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling, groups)
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -160,16 +160,18 @@ class TokenTargetObjective(nn.Module):
     removed from e(x) before the vocabulary projection (:func:`head_directions`). ``anchor_weight > 0``: plus
     that weight times :func:`anchor_loss` (``anchor="cosine"``) or :func:`contrastive_anchor_loss`
     (``"contrastive"``) against the untrained model's embeddings (one more forward pass, without gradient, per
-    step).
+    step). ``length_groups``: each forward pass as that many length-sorted sub-batches (:func:`embed`).
     """
 
     needs_targets = True
 
     def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
-                 head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0, anchor: str = "cosine"):
+                 head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0, anchor: str = "cosine",
+                 length_groups: int = 1):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
+        self.groups = length_groups
         self.contrastive_weight = contrastive_weight
         self.temperature = temperature
         self.anchor_weight = anchor_weight
@@ -180,13 +182,13 @@ class TokenTargetObjective(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        anchors = base_embeddings(self.peft_model, batch, self.pooling) if self.anchor_weight > 0 else None
+        anchors = base_embeddings(self.peft_model, batch, self.pooling, self.groups) if self.anchor_weight > 0 else None
         if self.contrastive_weight <= 0:
-            e = embed(self.peft_model, batch, self.pooling)
+            e = embed(self.peft_model, batch, self.pooling, self.groups)
             out = {"loss": kl_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids, target_weights)}
         else:
             n = input_ids.shape[0]
-            e = two_views(self.peft_model, batch, self.pooling)
+            e = two_views(self.peft_model, batch, self.pooling, self.groups)
             second_all, offset = gather_with_grad(e[n:])
             loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
                                                target_weights, e[:n], second_all, offset, self.contrastive_weight,
@@ -205,16 +207,17 @@ class SimCSEObjective(nn.Module):
 
     needs_targets = False
 
-    def __init__(self, peft_model, pooling: str, temperature: float = 0.05):
+    def __init__(self, peft_model, pooling: str, temperature: float = 0.05, length_groups: int = 1):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
+        self.groups = length_groups
         self.temperature = temperature
 
     def views(self, input_ids, attention_mask, position_ids) -> tuple[torch.Tensor, torch.Tensor]:
         """Two embeddings of each text (see :func:`two_views`)."""
         e = two_views(self.peft_model, {"input_ids": input_ids, "attention_mask": attention_mask,
-                                        "position_ids": position_ids}, self.pooling)
+                                        "position_ids": position_ids}, self.pooling, self.groups)
         n = input_ids.shape[0]
         return e[:n], e[n:]
 
@@ -228,8 +231,9 @@ def build_objective(peft_model, base_model, config, stage: str) -> nn.Module:
     """The loss module of ``stage``: SimCSE's for the baseline's one stage (``simcse``), else Text2Token's
     (the KL, joint with SimCSE's term when ``contrastive_weight > 0``). Its ``needs_targets`` says whether
     the batches carry targets. ``base_model``: the backbone the head filter's directions are taken from."""
+    groups = resolve_length_groups(config.length_groups)
     if stage == "simcse":
-        return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature)
+        return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature, groups)
     return TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight, config.simcse_temperature,
                                 head_directions(base_model, config.head_filter), config.anchor_weight,
-                                config.anchor)
+                                config.anchor, groups)

@@ -40,6 +40,9 @@ TRAIN_CONFIG = "train_config.json"
 START_FILE = "started.json"  # working folder and backbone fingerprint at the start
 PATH_FIELDS = ("model", "data", "stage1_data", "stage2_data")  # TrainConfig fields that may name local paths
 RUN_CONFIG = "text2token_config.json"  # the run record
+# Options whose default does something other than what runs before the option existed did: a saved
+# configuration without the key gets this value (a resumed old run goes on as it started).
+SETTINGS_BEFORE_THEY_EXISTED = {"length_groups": 1}
 STAGE_DIRS = {"data": "stage1", "model": "stage2", "simcse": "simcse"}
 STAGE_SUMMARY = "summary.json"
 STAGE_LOG = "log.jsonl"
@@ -351,6 +354,8 @@ class RunFolder:
             raise RunFolderError(f"cannot read {file}: {exc}") from exc
         if not isinstance(values, dict):
             raise RunFolderError(f"{file} does not hold a configuration")
+        for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():  # what an older run did, not today's default
+            values.setdefault(key, value)
         return values
 
     def write_train_config(self, values: dict) -> None:

@@ -27,7 +27,7 @@ from .data import corpus_split
 from .errors import RunFolderError
 from .lora import lora_targets
 from .memory import release_memory
-from .model import Text2TokenModel, apply_adapters
+from .model import Text2TokenModel, apply_adapters, resolve_length_groups
 from .precision import resolve as resolve_precision
 from .runfolder import FORMAT_VERSION, RunFolder, backbone_reference
 from .targets import build_stage1_targets, build_stage2_targets, mix_targets
@@ -111,6 +111,7 @@ def _train(config: TrainConfig, folder: RunFolder, lock, resume: bool, overwrite
         "stages": config.stages,
         "hyperparameters": config.to_dict(),
         "training": {**summary, "precision": resolve_precision(config.precision),
+                     "length_groups": resolve_length_groups(config.length_groups),
                      "seconds": round(time.time() - started, 1)},
     }
     shared.write_record(record, config.stages)

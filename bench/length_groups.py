@@ -1,0 +1,183 @@
+"""A training step with its forward pass split into length-sorted sub-batches (``length_groups``) against one
+padded pass, on the same random batches, in one process.
+
+Random batches of Wikipedia sentences are padded to their longest text, so at max length 64 about half the
+tokens a step computes are padding (docs/performance.md, "Utilisation"). ``length_groups: N`` runs each batch
+as N sub-batches of similar length, each padded only to its own longest text: the same texts, the same loss
+(tests/test_length_groups.py), fewer tokens. Unlike ``group_by_length`` the batches stay random.
+
+Each arm is the default recipe's loss and backward (the joint objective on two dropout views, last + PromptEOL,
+LoRA r 16 on all linear layers, attention dropout 0.3) on the embedded SmolLM2, in the precision ``auto`` picks
+(or ``--precision``), for ``--batches`` random batches of the corpus; for each batch every arm runs in turn, the
+order alternating, so drift cancels in the ratios. No optimizer step (the same in every arm), so every arm sees
+the same weights. Printed: each arm's median seconds per step, its speed against one padded pass (median of the
+per-batch ratios, and the range), and the tokens computed; the last line is JSON.
+
+``--runs``: whole ``text2token.train`` runs instead (the Trainer, AdamW, logging and all), as
+``bench/precast.py`` times them: a step is the difference between a ``--long``-step and a ``--short``-step
+run over the step difference, arms in A B B A order per round.
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt           # max length 64
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt --max-length 128 --checkpointing
+    HF_HUB_OFFLINE=1 python -m bench.length_groups --data CORPUS.txt --runs --groups 1 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="training corpus (one text per line)")
+    p.add_argument("--groups", nargs="+", default=["1", "2", "4", "8"],
+                   help="arms: N sub-batches; N:bernoulli draws the LoRA dropout masks with bernoulli_ as "
+                        "nn.functional.dropout does (before lora.keep_mask)")
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (the CLI's default)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", action="store_true", help="time whole text2token.train runs (see above)")
+    p.add_argument("--rounds", type=int, default=1, help="--runs: A B B A rounds")
+    p.add_argument("--short", type=int, default=1, help="--runs: steps of the short run")
+    p.add_argument("--long", type=int, default=5, help="--runs: steps of the long run")
+    args = p.parse_args(argv)
+    if args.runs:
+        return whole_runs(args)
+
+    import torch
+
+    from bench.encode_speed import cpu_name
+    from text2token.backbone import load_backbone
+    from text2token.batches import Collator
+    from text2token.config import TrainConfig
+    from text2token.contrastive import prepare_dropout
+    from text2token.data import read_corpus
+    from text2token.lora import add_lora
+    from text2token.objective import TokenTargetObjective
+    from text2token.pooling import TextEncoder
+    from text2token.precision import resolve
+    from text2token.targets import DataDrivenTargets
+
+    config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length,
+                         gradient_checkpointing=args.checkpointing, precision=args.precision)
+    precision = resolve(config.precision, "cpu")
+    model, tok, _ = load_backbone(None)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    torch.manual_seed(args.seed)
+    peft_model = add_lora(model, config)
+    prepare_dropout(peft_model, config)
+    peft_model.train()
+    encoder = TextEncoder(tok, config.pooling, config.max_length, prompt=config.prompt)
+    collate = Collator(encoder)
+    targets = DataDrivenTargets(tok, stop_words=config.stop_words)
+    texts, _ = read_corpus([args.data], max_chars=None)
+    rng = random.Random(args.seed)
+    batches = []
+    while len(batches) < args.batches:
+        chosen = rng.sample(texts, args.batch_size)
+        rows = [{"text": t, "target": q} for t, q in zip(chosen, targets(chosen)) if len(q[0])]
+        batches.append(collate(rows))
+    import text2token.lora as lora
+
+    fast = lora.keep_mask
+    objectives = {g: TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
+                                          config.simcse_temperature, length_groups=int(g.split(":")[0])).train()
+                  for g in args.groups}
+
+    def step(g, batch) -> float:
+        lora.keep_mask = (lambda x, p: torch.empty_like(x).bernoulli_(1 - p).ne(0)) if g.endswith(":bernoulli") else fast
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = objectives[g](**batch)["loss"]
+        loss.backward()
+        peft_model.zero_grad(set_to_none=True)
+        lora.keep_mask = fast
+        return time.perf_counter() - started
+
+    step(args.groups[0], batches[0])  # warm-up
+    seconds = {g: [] for g in args.groups}
+    for i, batch in enumerate(batches):
+        for g in (args.groups if i % 2 == 0 else args.groups[::-1]):
+            seconds[g].append(step(g, batch))
+        print(f"batch {i}: " + ", ".join(f"{g} group(s) {seconds[g][-1]:.2f} s" for g in args.groups), flush=True)
+
+    def computed(g, batch) -> int:  # token positions run through the model for the two stacked views
+        lengths = sorted(batch["attention_mask"].sum(1).tolist() * 2)
+        parts = torch.tensor(lengths).tensor_split(min(int(g.split(":")[0]), len(lengths)))
+        return sum(len(part) * int(part.max()) for part in parts)
+
+    real = sum(int(b["attention_mask"].sum()) * 2 for b in batches)
+    base = args.groups[0]
+    result = {"machine": cpu_name(), "threads": torch.get_num_threads(), "precision": precision,
+              "batch_size": args.batch_size, "max_length": args.max_length, "checkpointing": args.checkpointing,
+              "batches": args.batches, "real_tokens": real, "arms": {}}
+    print(f"{result['machine']}, {result['threads']} thread(s), {precision}, batch {args.batch_size} x max length "
+          f"{args.max_length}, checkpointing {'on' if args.checkpointing else 'off'}, {args.batches} batches")
+    print(f"| length_groups | s/step (median) | speed vs {base} (median of batches, range) | tokens computed / real |")
+    print("|---:|---:|---|---:|")
+    for g in args.groups:
+        ratios = [a / b for a, b in zip(seconds[base], seconds[g])]
+        tokens = sum(computed(g, b) for b in batches)
+        result["arms"][g] = {"s_per_step": round(statistics.median(seconds[g]), 3),
+                             "speed": round(statistics.median(ratios), 3), "speed_min": round(min(ratios), 3),
+                             "speed_max": round(max(ratios), 3), "tokens_over_real": round(tokens / real, 3)}
+        print(f"| {g} | {statistics.median(seconds[g]):.2f} | {statistics.median(ratios):.2f}x "
+              f"({min(ratios):.2f}-{max(ratios):.2f}) | {tokens / real:.2f} |")
+    print(json.dumps(result))
+    return result
+
+
+def whole_runs(args) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from bench.encode_speed import cpu_name
+    from text2token import train
+    from text2token.config import TrainConfig
+
+    def seconds(groups: str, steps: int, folder: Path) -> float:
+        config = TrainConfig(data=[args.data], output=str(folder), steps=steps, batch_size=args.batch_size,
+                             max_length=args.max_length, precision=args.precision, length_groups=int(groups),
+                             gradient_checkpointing=args.checkpointing, save_steps=1000, logging_steps=1000,
+                             seed=42)
+        started = time.perf_counter()
+        train(config, overwrite=True)
+        return time.perf_counter() - started
+
+    arms = args.groups
+    per_step: dict[str, list[float]] = {g: [] for g in arms}
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds(arms[0], args.short, Path(tmp) / "warm-up")  # the process's one-time costs
+        for r in range(args.rounds):
+            for g in (arms + arms[::-1]) if r % 2 == 0 else (arms[::-1] + arms):
+                short = seconds(g, args.short, Path(tmp) / f"{g}-s")
+                long = seconds(g, args.long, Path(tmp) / f"{g}-l")
+                per_step[g].append((long - short) / (args.long - args.short))
+                print(f"round {r}, {g} group(s): {args.short} steps {short:.1f} s, {args.long} steps {long:.1f} s, "
+                      f"{per_step[g][-1]:.2f} s/step", flush=True)
+    base = statistics.median(per_step[arms[0]])
+    result = {"machine": cpu_name(), "threads": torch.get_num_threads(), "mode": "runs",
+              "batch_size": args.batch_size, "max_length": args.max_length, "checkpointing": args.checkpointing,
+              "s_per_step": per_step, "arms": {}}
+    print(f"| length_groups | s/step (median of {2 * args.rounds}) | speed vs {arms[0]} |")
+    print("|---:|---:|---:|")
+    for g in arms:
+        median = statistics.median(per_step[g])
+        result["arms"][g] = {"s_per_step": round(median, 3), "speed": round(base / median, 3)}
+        print(f"| {g} | {median:.2f} | {base / median:.2f}x |")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
