@@ -8,7 +8,10 @@ DATA=${DATA:-../shared/data}
 export HF_HUB_OFFLINE=1
 S=$DATA/corpus/wiki_sentences_00.txt
 P=$DATA/corpus-passages/wiki_passages_00.txt
-C="batch_size=32 max_length=64 lr=1.0e-4 lr_scheduler=constant background_samples=512 save_steps=1000 logging_steps=5 gradient_checkpointing=false"
+# length_groups=1: the rows before the twelfth session ran each batch as one padded pass (the default is now auto: 8
+# sub-batches on a CPU). Since the twelfth session the LoRA dropout masks come from lora.keep_mask (the same distribution
+# as before, other draws), so rows trained earlier reproduce to seed noise, not to the last digit.
+C="batch_size=32 max_length=64 lr=1.0e-4 lr_scheduler=constant background_samples=512 save_steps=1000 logging_steps=5 gradient_checkpointing=false length_groups=1"
 T="AmazonCounterfactualClassification Banking77Clustering-proxy TwitterSemEval2015 SciFact STSBenchmark SICK-R"
 X="Banking77Classification TweetSentimentExtractionClassification SentEval-MR SentEval-CR SentEval-SUBJ SentEval-MPQA SentEval-TREC SentEval-SST2 SentEval-SST5"
 R() { "$PY" bench/recipes.py --work runs/proxy --data-dir "$DATA/evalsuite" "$@"; }
@@ -109,4 +112,13 @@ for a in "-amx" "-do0.5 simcse_dropout=0.5" "-r4 lora_r=4 lora_alpha=8" "-cank1 
   set -- $a; n=$1; shift
   R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
   case $n in -do0.5|-r4) ;; *) R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $X ;; esac
+done
+# twelfth session (2026-12-07; Intel Xeon with AMX, bf16): a corpus with opinions in it (a diagnostic: half Wikipedia, a
+# quarter each the unlabelled training texts of TweetSentimentExtraction and AmazonCounterfactual), and the default with
+# each batch run as 8 length-sorted sub-batches (length_groups=8, the new CPU default; LoRA masks still drawn by bernoulli_)
+"$PY" -m bench.opinion_corpus runs/data/mixed_opinion.txt --data "$DATA"
+for a in "-opin data=[runs/data/mixed_opinion.txt]" "-lg8 data=[$S] length_groups=8"; do
+  set -- $a; n=$1; shift
+  R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
+  R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 "$@" --tasks $X
 done
