@@ -31,6 +31,11 @@ import statistics
 import time
 
 
+def groups_of(arm: str) -> int:
+    """The sub-batch count of an arm (``"8"``, ``"8:bernoulli"``)."""
+    return int(arm.split(":")[0])
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="training corpus (one text per line)")
@@ -49,6 +54,8 @@ def main(argv=None) -> dict:
     p.add_argument("--long", type=int, default=5, help="--runs: steps of the long run")
     args = p.parse_args(argv)
     if args.runs:
+        if any(":" in arm for arm in args.groups):
+            p.error("--runs times the product's own masks: give plain group counts (e.g. --groups 1 8)")
         return whole_runs(args)
 
     import torch
@@ -89,7 +96,7 @@ def main(argv=None) -> dict:
 
     fast = lora.keep_mask
     objectives = {g: TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
-                                          config.simcse_temperature, length_groups=int(g.split(":")[0])).train()
+                                          config.simcse_temperature, length_groups=groups_of(g)).train()
                   for g in args.groups}
 
     def step(g, batch) -> float:
@@ -111,7 +118,7 @@ def main(argv=None) -> dict:
 
     def computed(g, batch) -> int:  # token positions run through the model for the two stacked views
         lengths = sorted(batch["attention_mask"].sum(1).tolist() * 2)
-        parts = torch.tensor(lengths).tensor_split(min(int(g.split(":")[0]), len(lengths)))
+        parts = torch.tensor(lengths).tensor_split(min(groups_of(g), len(lengths)))
         return sum(len(part) * int(part.max()) for part in parts)
 
     real = sum(int(b["attention_mask"].sum()) * 2 for b in batches)

@@ -265,7 +265,8 @@ class TrainConfig:
         "auto", "run each batch's forward pass as N sub-batches of similar token length, each padded only to its "
         "own longest text: fewer padded tokens, the same random batch and the same loss (unlike group_by_length); "
         "1: one padded pass; auto: 8 on a CPU (a third fewer tokens computed; steps 1.2-1.6x faster side by side, "
-        "whole runs about as fast on an AMX CPU: docs/performance.md), 1 on a GPU (not measured there)", rule=_check_length_groups, metavar="N|auto")
+        "whole runs about as fast on an AMX CPU: docs/performance.md), 1 on a GPU (not measured there)",
+        rule=_check_length_groups, metavar="N|auto")
     seed: int = option(42, "seed of the corpus shuffle, the adapter's init and the batches",
                        rule=Range(0, MAX_SEED))
     save_steps: int = option(100, "checkpoint every N steps", rule=AT_LEAST_1, metavar="N")

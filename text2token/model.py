@@ -56,9 +56,9 @@ def resolve_length_groups(value, device_type: str | None = None) -> int:
     other devices, where splitting was not measured). ``device_type`` defaults to the training device."""
     if value != "auto":
         return int(value)
-    if device_type is None:
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return CPU_LENGTH_GROUPS if device_type == "cpu" else 1
+    from .precision import default_device_type
+
+    return CPU_LENGTH_GROUPS if (device_type or default_device_type()) == "cpu" else 1
 
 
 def _embed_padded(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:

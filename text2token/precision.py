@@ -30,6 +30,13 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
+def default_device_type() -> str:
+    """The device type this process trains or encodes on: ``cuda`` where a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def device_has_fast_bf16(device_type: str) -> bool:
     import torch
 
@@ -53,11 +60,7 @@ def resolve(precision: str | None, device_type: str | None = None) -> str:
         if forced not in ("fp32", "bf16"):
             raise ValueError(f"${ENV_VAR} must be fp32 or bf16, got {forced!r}")
         return forced
-    if device_type is None:
-        import torch
-
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if device_has_fast_bf16(device_type) else "fp32"
+    return "bf16" if device_has_fast_bf16(device_type or default_device_type()) else "fp32"
 
 
 def describe(resolved: str, requested: str | None) -> str:
