@@ -20,6 +20,7 @@ run over the step difference, arms in A B B A order per round.
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt           # max length 64
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt --max-length 128 --checkpointing
     HF_HUB_OFFLINE=1 python -m bench.length_groups --data CORPUS.txt --runs --groups 1 8
+    HF_HUB_OFFLINE=1 python -m bench.length_groups --data CORPUS.txt --max-length 128 --checkpointing --groups 8 --profile
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv=None) -> dict:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", action="store_true", help="time whole text2token.train runs (see above)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing: torch.profiler over one step of the first arm (after a warm-up step), "
+                        "the operators that took most of its CPU time")
     p.add_argument("--rounds", type=int, default=1, help="--runs: A B B A rounds")
     p.add_argument("--short", type=int, default=1, help="--runs: steps of the short run")
     p.add_argument("--long", type=int, default=5, help="--runs: steps of the long run")
@@ -110,6 +114,8 @@ def main(argv=None) -> dict:
         return time.perf_counter() - started
 
     step(args.groups[0], batches[0])  # warm-up
+    if args.profile:
+        return profile(lambda: step(args.groups[0], batches[-1]), args)
     seconds = {g: [] for g in args.groups}
     for i, batch in enumerate(batches):
         for g in (args.groups if i % 2 == 0 else args.groups[::-1]):
@@ -138,6 +144,31 @@ def main(argv=None) -> dict:
                              "speed_max": round(max(ratios), 3), "tokens_over_real": round(tokens / real, 3)}
         print(f"| {g} | {statistics.median(seconds[g]):.2f} | {statistics.median(ratios):.2f}x "
               f"({min(ratios):.2f}-{max(ratios):.2f}) | {tokens / real:.2f} |")
+    print(json.dumps(result))
+    return result
+
+
+def profile(one_step, args, rows: int = 25) -> dict:
+    """Where one step's CPU time goes: operators by self time (their own, not their callees'), largest first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as profiler
+
+    with profiler(activities=[ProfilerActivity.CPU]) as prof:
+        seconds = one_step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"one step of arm {args.groups[0]} (batch {args.batch_size} x max length {args.max_length}, checkpointing "
+          f"{'on' if args.checkpointing else 'off'}, {torch.get_num_threads()} thread(s)): {seconds:.2f} s "
+          f"under the profiler, {total / 1e6:.2f} s of operators' self CPU time")
+    print("| operator | calls | self CPU s | share |")
+    print("|---|---:|---:|---:|")
+    top = []
+    for e in events[:rows]:
+        share = e.self_cpu_time_total / total
+        top.append({"op": e.key, "calls": e.count, "self_s": round(e.self_cpu_time_total / 1e6, 3),
+                    "share": round(share, 4)})
+        print(f"| `{e.key}` | {e.count} | {e.self_cpu_time_total / 1e6:.2f} | {100 * share:.1f} % |")
+    result = {"arm": args.groups[0], "seconds": round(seconds, 3), "self_cpu_s": round(total / 1e6, 3), "top": top}
     print(json.dumps(result))
     return result
 

@@ -28,9 +28,11 @@ def rss(pid: int) -> int:
     return total
 
 
-def main(argv: list[str]) -> int:
+def run(argv: list[str], out=sys.stdout, env=None) -> dict:
+    """Run ``argv``, writing each output line to ``out`` with the time and RSS; returns ``peak_gib``, the
+    time it was reached (``peak_at``, s), ``rc`` and ``seconds``."""
     start = time.time()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     peak, cur = [0, 0.0], [0]
 
     def poll():
@@ -44,9 +46,15 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=poll, daemon=True).start()
     for line in p.stdout:
         print(f"[{time.time()-start:7.1f}s rss {cur[0]/2**20:5.2f} GiB peak {peak[0]/2**20:5.2f}] {line.rstrip()}",
-              flush=True)
+              file=out, flush=True)
     p.wait()
-    print(f"PEAK {peak[0]/2**20:.2f} GiB at {peak[1]:.1f}s; rc {p.returncode}; {time.time()-start:.0f}s")
+    return {"peak_gib": peak[0] / 2**20, "peak_at": peak[1], "rc": p.returncode, "seconds": time.time() - start}
+
+
+def main(argv: list[str]) -> int:
+    result = run(argv)
+    print(f"PEAK {result['peak_gib']:.2f} GiB at {result['peak_at']:.1f}s; rc {result['rc']}; "
+          f"{result['seconds']:.0f}s")
     return 0
 
 

@@ -126,3 +126,30 @@ def test_embedding_scale_rescales_the_trained_vectors_only_for_the_classifier():
                     ("base", [1.0, 1.0])]
     assert set(out["scores"]) == {"base", "trained", "trained_at_base_norm", "trained_at_unit_norm", "base_at_unit_norm"}
     assert base.calls == trained.calls == 1  # each text encoded once
+
+
+def test_cli_runs_arm_settings_split_environment_from_flags():
+    from bench.cli_runs import settings
+
+    assert settings("PYTHONPATH=/tmp/x TEXT2TOKEN_ALLOCATOR=system --length-groups 1 --lr=2e-4") == (
+        {"PYTHONPATH": "/tmp/x", "TEXT2TOKEN_ALLOCATOR": "system"}, ["--length-groups", "1", "--lr=2e-4"])
+    assert settings("--length-groups auto") == ({}, ["--length-groups", "auto"])
+
+
+def test_cli_runs_times_whole_commands_per_arm(tiny_llama, corpus_file, tmp_path, capsys):
+    """Fresh `text2token train` processes per arm, in the given order: each run's peak RSS and s/step, per arm
+    the peaks in run order and the speed against A; an arm's environment reaches its runs only."""
+    from bench import cli_runs
+
+    common = f"--model {tiny_llama} --batch-size 4 --max-length 40 --stages data"
+    result = cli_runs.main(["--data", str(corpus_file), "--steps", "2", "--order", "ABA", "--common", common,
+                            "--log", str(tmp_path / "logs"),
+                            "--arm", "--length-groups 1", "--arm", "TEXT2TOKEN_PRECISION=bf16 --length-groups 2"])
+    assert [r["arm"] for r in result["runs"]] == ["A", "B", "A"]
+    assert all(r["peak_gib"] > 0.05 and r["s_per_step"] > 0 for r in result["runs"])
+    a, b = result["arms"]["--length-groups 1"], result["arms"]["TEXT2TOKEN_PRECISION=bf16 --length-groups 2"]
+    assert len(a["peaks_gib"]) == 2 and len(b["peaks_gib"]) == 1 and a["speed"] == 1.0 and b["speed"] > 0
+    logs = {p.name: p.read_text() for p in (tmp_path / "logs").iterdir()}
+    assert sorted(logs) == ["run0-A.log", "run1-B.log", "run2-A.log"]
+    assert "precision: bf16" in logs["run1-B.log"] and "precision: bf16" not in logs["run0-A.log"]
+    assert "| B `TEXT2TOKEN_PRECISION=bf16 --length-groups 2` |" in capsys.readouterr().out

@@ -139,7 +139,7 @@ def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16, monkeypat
         for p in model.parameters():
             p.requires_grad_(False)
         torch.manual_seed(0)
-        peft_model = add_lora(model, TrainConfig(lora_dropout=0.3, gradient_checkpointing=False))  # folding needs it off
+        peft_model = add_lora(model, TrainConfig(lora_dropout=0.3, gradient_checkpointing=False))
         kinds = {type(m) for m in peft_model.modules()}
         assert FoldedDropoutLinear in kinds
         if not fold:

@@ -71,8 +71,18 @@ def test_two_views_differ_by_dropout_and_training_moves_the_adapter(tiny_llama):
     objective.eval()
     with torch.no_grad():
         a, b = objective.views(**batch)
-        before = objective(**batch)["loss"].item()
     assert torch.allclose(a, b)  # no dropout in eval mode: the views coincide
+
+    def dropout_loss():  # what training minimises: the loss on dropout views, the same four draws each time
+        objective.train()
+        losses = []
+        with torch.no_grad():
+            for seed in range(100, 104):
+                torch.manual_seed(seed)
+                losses.append(objective(**batch)["loss"].item())
+        return sum(losses) / len(losses)
+
+    before = dropout_loss()
 
     params = {n: p for n, p in objective.named_parameters() if p.requires_grad}
     assert params and all("lora_" in n for n in params)
@@ -85,11 +95,8 @@ def test_two_views_differ_by_dropout_and_training_moves_the_adapter(tiny_llama):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    objective.eval()
-    with torch.no_grad():
-        after = objective(**batch)["loss"].item()
     assert max((p.detach() - start[n]).abs().max().item() for n, p in params.items()) > 1e-3
-    assert after < before
+    assert dropout_loss() < 0.6 * before  # 3.28 -> 0.55-1.59 over three training seeds, either way of drawing masks
 
 
 def test_no_dropout_at_all_is_refused(tiny_llama):

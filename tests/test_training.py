@@ -173,10 +173,16 @@ def test_lr_scheduler_reaches_the_trainer(tmp_path):
     assert training_arguments(text2token.TrainConfig(data=["x.txt"]), "data", tmp_path).lr_scheduler_type.value == "constant"
 
 
-def test_gradient_checkpointing_trains_the_same_model(tiny_llama, corpus_file, tmp_path):
-    """Recomputing activations in the backward pass changes memory, not the model (no dropout: the two
-    views of the joint objective are then equal, so both runs see the same numbers)."""
-    common = dict(stages=["data"], steps=3, lr=1e-3, pooling="last", contrastive_weight=1.0, lora_dropout=0.0)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_gradient_checkpointing_trains_the_same_model(tiny_llama, corpus_file, tmp_path, dropout):
+    """Recomputing activations in the backward pass changes memory, not the model, with dropout on (the joint
+    objective's attention dropout; with ``dropout``, the LoRA dropout's folded masks too): the recomputation
+    replays the forward pass's random draws."""
+    from text2token.backbone import load_backbone
+    from text2token.lora import FoldedDropoutLinear, add_lora
+
+    common = dict(stages=["data"], steps=3, lr=1e-3, pooling="last", contrastive_weight=1.0,
+                  lora_dropout=dropout)
     plain = text2token.load(str(text2token.train(small(tiny_llama, corpus_file, tmp_path / "a", **common))))
     ckpt = text2token.train(small(tiny_llama, corpus_file, tmp_path / "b", gradient_checkpointing=True, **common))
     recorded = json.loads((ckpt / "text2token_config.json").read_text())["hyperparameters"]
@@ -185,6 +191,13 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_llama, corpus_file, t
     a, b = plain.encode(PROBE), text2token.load(str(ckpt)).encode(PROBE)
     assert np.abs(a - base).max() > 1e-3  # it trained
     assert np.abs(a - b).max() <= 1e-4
+    if dropout:  # and the draws mattered: another seed trains another model
+        other = text2token.load(str(text2token.train(small(tiny_llama, corpus_file, tmp_path / "c", seed=7,
+                                                           **common))))
+        assert np.abs(other.encode(PROBE) - a).max() > 1e-3
+    model, _, _ = load_backbone(tiny_llama)
+    folded = add_lora(model, text2token.TrainConfig(lora_dropout=0.3, gradient_checkpointing=True))
+    assert any(isinstance(m, FoldedDropoutLinear) for m in folded.modules())  # masks from lora.keep_mask
 
 
 def test_teacher_mix_trains_on_the_base_models_own_targets_too(tiny_llama, corpus_file, tmp_path, caplog):
