@@ -128,24 +128,68 @@ def main(argv=None) -> dict:
         return sum(len(part) * int(part.max()) for part in parts)
 
     real = sum(int(b["attention_mask"].sum()) * 2 for b in batches)
+    flops = sum(step_flops(peft_model, b) for b in batches)  # the forward pass F of every batch, real tokens only
+    peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32)
     base = args.groups[0]
     result = {"machine": cpu_name(), "threads": torch.get_num_threads(), "precision": precision,
               "batch_size": args.batch_size, "max_length": args.max_length, "checkpointing": args.checkpointing,
-              "batches": args.batches, "real_tokens": real, "arms": {}}
+              "batches": args.batches, "real_tokens": real, "forward_gflop": round(flops / 1e9, 1),
+              "matmul_peak_gflops": round(peak / 1e9, 1), "arms": {}}
     print(f"{result['machine']}, {result['threads']} thread(s), {precision}, batch {args.batch_size} x max length "
-          f"{args.max_length}, checkpointing {'on' if args.checkpointing else 'off'}, {args.batches} batches")
-    print(f"| length_groups | s/step (median) | speed vs {base} (median of batches, range) | tokens computed / real |")
-    print("|---:|---:|---|---:|")
+          f"{args.max_length}, checkpointing {'on' if args.checkpointing else 'off'}, {args.batches} batches; "
+          f"{precision} matmul peak {peak / 1e9:.0f} GFLOP/s (2048x576 @ 576x1536, best of 10)")
+    print(f"| length_groups | s/step (median) | speed vs {base} (median of batches, range) | tokens computed / real "
+          f"| GFLOP/s, 3F (2F) on real tokens | share of the matmul peak, 3F (2F) |")
+    print("|---:|---:|---|---:|---:|---:|")
     for g in args.groups:
         ratios = [a / b for a, b in zip(seconds[base], seconds[g])]
         tokens = sum(computed(g, b) for b in batches)
+        rate = flops / sum(seconds[g])  # F per second; a step is counted 3F (the convention) and 2F (LoRA's need)
         result["arms"][g] = {"s_per_step": round(statistics.median(seconds[g]), 3),
                              "speed": round(statistics.median(ratios), 3), "speed_min": round(min(ratios), 3),
-                             "speed_max": round(max(ratios), 3), "tokens_over_real": round(tokens / real, 3)}
+                             "speed_max": round(max(ratios), 3), "tokens_over_real": round(tokens / real, 3),
+                             "gflops_3f": round(3 * rate / 1e9, 1), "utilisation_3f": round(3 * rate / peak, 4),
+                             "utilisation_2f": round(2 * rate / peak, 4)}
         print(f"| {g} | {statistics.median(seconds[g]):.2f} | {statistics.median(ratios):.2f}x "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) | {tokens / real:.2f} |")
+              f"({min(ratios):.2f}-{max(ratios):.2f}) | {tokens / real:.2f} | {3 * rate / 1e9:.0f} ({2 * rate / 1e9:.0f}) "
+              f"| {300 * rate / peak:.1f} % ({200 * rate / peak:.1f} %) |")
     print(json.dumps(result))
     return result
+
+
+def step_flops(peft_model, batch) -> float:
+    """FLOPs of the forward pass of one joint step on its real tokens (both stacked views; a multiply-add is 2):
+    2 P n for the blocks' frozen linear weights, 2 r (d_in + d_out) n for the LoRA adapters, 4 L d_attn n^2 per
+    text for attention scores and values, and 2 d V per row for the vocabulary projection (pooled vectors only).
+    docs/performance.md ("Utilisation") counts a step as 3F, the usual convention, and 2F, what LoRA needs."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    config = peft_model.get_base_model().config
+    lora = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+    frozen = sum(m.get_base_layer().weight.numel() for m in lora)
+    adapters = sum(a.weight.numel() + b.weight.numel() for m in lora for a, b in zip(m.lora_A.values(), m.lora_B.values()))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    lengths = batch["attention_mask"].sum(1).to(torch.float64)
+    tokens, squares, rows = 2 * float(lengths.sum()), 2 * float((lengths ** 2).sum()), 2 * len(lengths)
+    return (2 * (frozen + adapters) * tokens + 4 * config.num_hidden_layers * config.num_attention_heads * head_dim
+            * squares + 2 * rows * config.hidden_size * config.vocab_size)
+
+
+def matmul_peak(dtype, shape=(2048, 576, 1536), repeats: int = 10) -> float:
+    """FLOP/s of one matmul of the model's own shape in ``dtype``, the best of ``repeats``."""
+    import torch
+
+    m, k, n = shape
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * m * k * n / best
 
 
 def profile(one_step, args, rows: int = 25) -> dict:

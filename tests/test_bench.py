@@ -153,3 +153,26 @@ def test_cli_runs_times_whole_commands_per_arm(tiny_llama, corpus_file, tmp_path
     assert sorted(logs) == ["run0-A.log", "run1-B.log", "run2-A.log"]
     assert "precision: bf16" in logs["run1-B.log"] and "precision: bf16" not in logs["run0-A.log"]
     assert "| B `TEXT2TOKEN_PRECISION=bf16 --length-groups 2` |" in capsys.readouterr().out
+
+
+def test_step_flops_counts_the_blocks_adapters_attention_and_head_by_hand(tiny_llama):
+    import torch
+
+    from bench.length_groups import step_flops
+    from text2token.backbone import load_backbone
+    from text2token.config import TrainConfig
+    from text2token.lora import add_lora
+
+    model, _, _ = load_backbone(tiny_llama)
+    c = model.config
+    peft_model = add_lora(model, TrainConfig(lora_r=4, lora_alpha=8, gradient_checkpointing=False))
+    d, hd = c.hidden_size, getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv, inter = c.num_attention_heads * hd, c.num_key_value_heads * hd, c.intermediate_size
+    shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, inter), (d, inter), (inter, d)]  # (in, out), all-linear LoRA
+    frozen = c.num_hidden_layers * sum(i * o for i, o in shapes)
+    adapters = c.num_hidden_layers * sum(4 * (i + o) for i, o in shapes)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    tokens, squares, rows = 2 * 8, 2 * (9 + 25), 4  # two stacked views of texts of 3 and 5 tokens
+    expected = (2 * (frozen + adapters) * tokens + 4 * c.num_hidden_layers * q * squares
+                + 2 * rows * d * c.vocab_size)
+    assert step_flops(peft_model, {"attention_mask": mask}) == expected
