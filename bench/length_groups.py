@@ -33,16 +33,15 @@ import time
 
 
 def groups_of(arm: str) -> int:
-    """The sub-batch count of an arm (``"8"``, ``"8:bernoulli"``)."""
+    """The sub-batch count of an arm (``"8"``; the twelfth session's ``"8:bernoulli"`` arms, from before
+    ``lora.keep_mask`` went back to ``bernoulli_``'s draws, read as ``8``)."""
     return int(arm.split(":")[0])
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="training corpus (one text per line)")
-    p.add_argument("--groups", nargs="+", default=["1", "2", "4", "8"],
-                   help="arms: N sub-batches; N:bernoulli draws the LoRA dropout masks with bernoulli_ as "
-                        "nn.functional.dropout does (before lora.keep_mask)")
+    p.add_argument("--groups", nargs="+", default=["1", "2", "4", "8"], help="arms: N sub-batches each")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
@@ -58,8 +57,6 @@ def main(argv=None) -> dict:
     p.add_argument("--long", type=int, default=5, help="--runs: steps of the long run")
     args = p.parse_args(argv)
     if args.runs:
-        if any(":" in arm for arm in args.groups):
-            p.error("--runs times the product's own masks: give plain group counts (e.g. --groups 1 8)")
         return whole_runs(args)
 
     import torch
@@ -96,21 +93,16 @@ def main(argv=None) -> dict:
         chosen = rng.sample(texts, args.batch_size)
         rows = [{"text": t, "target": q} for t, q in zip(chosen, targets(chosen)) if len(q[0])]
         batches.append(collate(rows))
-    import text2token.lora as lora
-
-    fast = lora.keep_mask
     objectives = {g: TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight,
                                           config.simcse_temperature, length_groups=groups_of(g)).train()
                   for g in args.groups}
 
     def step(g, batch) -> float:
-        lora.keep_mask = (lambda x, p: torch.empty_like(x).bernoulli_(1 - p).ne(0)) if g.endswith(":bernoulli") else fast
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = objectives[g](**batch)["loss"]
         loss.backward()
         peft_model.zero_grad(set_to_none=True)
-        lora.keep_mask = fast
         return time.perf_counter() - started
 
     step(args.groups[0], batches[0])  # warm-up
