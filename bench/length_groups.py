@@ -33,8 +33,8 @@ import time
 
 
 def groups_of(arm: str) -> int:
-    """The sub-batch count of an arm (``"8"``; the twelfth session's ``"8:bernoulli"`` arms, from before
-    ``lora.keep_mask`` went back to ``bernoulli_``'s draws, read as ``8``)."""
+    """The sub-batch count of an arm (``"8"``; the twelfth session's ``"8:bernoulli"`` arms, from before the
+    LoRA dropout masks went back to ``bernoulli_``'s draws, read as ``8``)."""
     return int(arm.split(":")[0])
 
 

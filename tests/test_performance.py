@@ -171,41 +171,27 @@ def test_folded_lora_dropout_gives_the_same_training(tiny_llama, bf16):
 
 
 @pytest.mark.parametrize("p", [0.05, 0.3, 0.5])
-def test_keep_mask_draws_what_dropout_draws(p):
-    """lora.keep_mask: the same mask as ``nn.functional.dropout`` draws on a CPU from the same generator state,
-    P(keep) = 1 - p, seeded, fresh at each call."""
-    from text2token.lora import keep_mask
-
-    x = torch.zeros(64, 33, 96)
-    torch.manual_seed(0)
-    a = keep_mask(x, p)
-    torch.manual_seed(0)
-    assert torch.equal(a, torch.nn.functional.dropout(torch.ones_like(x), p, training=True) != 0)
-    torch.manual_seed(0)
-    assert torch.equal(a, keep_mask(x, p))  # seeded
-    assert not torch.equal(a, keep_mask(x, p))  # and a fresh draw each call
-    assert a.shape == x.shape and a.dtype == torch.bool
-    sd = (p * (1 - p) / a.numel()) ** 0.5
-    assert abs(a.float().mean().item() - (1 - p)) < 5 * sd
-
-
-def test_folded_dropout_matches_dropout_with_its_own_mask(monkeypatch):
-    """The folded layer computes linear(x * mask / (1 - p)) and its gradients, for the mask keep_mask drew."""
+def test_folded_dropout_matches_dropout_with_its_own_mask(p):
+    """The folded layer computes linear(dropout(x)) and its gradients with the very mask ``nn.functional.dropout``
+    draws on a CPU from the same generator state: P(keep) = 1 - p, seeded, fresh at each call."""
     import text2token.lora as lora
 
-    drawn = []
-    real = lora.keep_mask
-    monkeypatch.setattr(lora, "keep_mask", lambda x, p: drawn.append(real(x, p)) or drawn[-1])
-    layer = torch.nn.Linear(12, 4, bias=False)
-    layer.__class__, layer.dropout_p = lora.FoldedDropoutLinear, 0.3
+    layer = torch.nn.Linear(96, 4, bias=False)
+    layer.__class__, layer.dropout_p = lora.FoldedDropoutLinear, p
     layer.train()
-    x = torch.randn(5, 7, 12, requires_grad=True)
+    x = torch.randn(64, 33, 96, requires_grad=True)
+    torch.manual_seed(0)
     out = layer(x)
     out.pow(2).sum().backward()
-    (mask,) = drawn
+    torch.manual_seed(0)
+    mask = torch.nn.functional.dropout(torch.ones_like(x), p, training=True) != 0
     x2 = x.detach().clone().requires_grad_(True)
     w2 = layer.weight.detach().clone().requires_grad_(True)
-    ref = torch.nn.functional.linear(x2 * mask.float() / 0.7, w2)
+    ref = torch.nn.functional.linear(x2 * (mask.float() / (1 - p)), w2)
     ref.pow(2).sum().backward()
     assert torch.allclose(out, ref) and torch.allclose(x.grad, x2.grad) and torch.allclose(layer.weight.grad, w2.grad)
-    assert 0.5 < mask.float().mean() < 0.9
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), out)  # seeded
+    assert not torch.equal(layer(x), out)  # and a fresh draw each call
+    sd = (p * (1 - p) / mask.numel()) ** 0.5
+    assert abs(mask.float().mean().item() - (1 - p)) < 5 * sd

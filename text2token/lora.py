@@ -57,32 +57,23 @@ def lora_targets(model, spec: str | list[str]) -> str | list[str]:
     return list(spec)
 
 
-def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """A dropout keep-mask of ``x``'s shape (bool), each element kept with probability ``1 - p``: the very draw
-    ``nn.functional.dropout`` makes on a CPU (``bernoulli_(1 - p)``), so a folded adapter trains as peft's does.
-
-    A draw about five times cheaper, from 16-bit slices of 64-bit random words (the twelfth session), had the same
-    keep rate and no pattern a test found, yet the default recipe trained with it scored 0.6-0.7 lower on the quick
-    suite in both seeds tried (RESULTS.md, thirteenth session); it was removed."""
-    return torch.empty_like(x).bernoulli_(1 - p).ne(0)
-
-
 class _DropoutLinear(torch.autograd.Function):
     """``linear(dropout(x), weight)`` keeping ``x`` and a 1-byte mask for backward (see :class:`FoldedDropoutLinear`).
 
-    Forward draws the mask with :func:`keep_mask` and scales kept inputs by ``1 / (1 - p)``, as
-    ``torch.nn.functional.dropout`` does; backward rebuilds ``x * noise`` from the kept mask and
+    Forward draws the mask exactly as ``torch.nn.functional.dropout`` does on a CPU (``bernoulli_(1 - p)`` on
+    the default generator, then ``div_(1 - p)``; a cheaper draw tried in the twelfth session trained worse
+    models, RESULTS.md); backward rebuilds ``x * noise`` from the kept mask and
     differentiates the same ``linear`` again under the forward's autocast state, so every number matches
     the unfolded computation with that mask."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, p):
-        keep = keep_mask(x, p)
+        noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
         ctx.p, ctx.device = p, x.device.type
         ctx.autocast = torch.is_autocast_enabled(ctx.device)
         ctx.dtype = torch.get_autocast_dtype(ctx.device) if ctx.autocast else None
-        ctx.save_for_backward(x, keep, weight, bias)
-        return nn.functional.linear(x * keep.to(x.dtype).div_(1 - p), weight, bias)
+        ctx.save_for_backward(x, noise.ne(0), weight, bias)
+        return nn.functional.linear(x * noise, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -106,8 +97,7 @@ class FoldedDropoutLinear(nn.Linear):
     of the input that ``lora_A`` multiplies: with LoRA on all linear layers of SmolLM2 that is over half
     of what a training step keeps for backward (docs/performance.md). Folded, it keeps ``x`` (the
     same tensor for the q, k, v adapters, and for gate and up) and the mask as bytes, and rebuilds the
-    dropped-out input in backward: the same operations and results, less memory. Its masks come from
-    :func:`keep_mask` (the same draws as peft's dropout).
+    dropped-out input in backward: the same random numbers, operations and results, less memory.
     Elsewhere (a GPU's fused dropout draws its masks differently) it runs peft's way.
     """
 
@@ -165,7 +155,5 @@ def add_lora(model, config):
         model.enable_input_require_grads()
     with quiet_peft():
         peft_model = get_peft_model(model, lora)
-    # with gradient checkpointing too: it keeps nothing of a layer's forward, but the folded adapter's masks
-    # are drawn five times cheaper, twice per step there (the recomputation replays the same draws)
-    fold_lora_dropout(peft_model)
+    fold_lora_dropout(peft_model)  # with gradient checkpointing too: the same model (the recomputation replays the draws)
     return peft_model
