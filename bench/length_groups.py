@@ -13,13 +13,12 @@ order alternating, so drift cancels in the ratios. No optimizer step (the same i
 the same weights. Printed: each arm's median seconds per step, its speed against one padded pass (median of the
 per-batch ratios, and the range), and the tokens computed; the last line is JSON.
 
-``--runs``: whole ``text2token.train`` runs instead (the Trainer, AdamW, logging and all), as
-``bench/precast.py`` times them: a step is the difference between a ``--long``-step and a ``--short``-step
-run over the step difference, arms in A B B A order per round.
+Whole runs (the Trainer, AdamW, logging and all, a fresh process per run) are ``bench/cli_runs.py``'s job:
+``--arm "--length-groups 1" --arm "--length-groups 8"``. (This script's own ``--runs`` mode, in-process A B B A
+whole runs, was removed after commit 15c106b in favour of it.)
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt           # max length 64
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m bench.length_groups --data CORPUS.txt --max-length 128 --checkpointing
-    HF_HUB_OFFLINE=1 python -m bench.length_groups --data CORPUS.txt --runs --groups 1 8
     HF_HUB_OFFLINE=1 python -m bench.length_groups --data CORPUS.txt --max-length 128 --checkpointing --groups 8 --profile
 """
 
@@ -48,16 +47,10 @@ def main(argv=None) -> dict:
     p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (the CLI's default)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", action="store_true", help="time whole text2token.train runs (see above)")
     p.add_argument("--profile", action="store_true",
                    help="instead of timing: torch.profiler over one step of the first arm (after a warm-up step), "
                         "the operators that took most of its CPU time")
-    p.add_argument("--rounds", type=int, default=1, help="--runs: A B B A rounds")
-    p.add_argument("--short", type=int, default=1, help="--runs: steps of the short run")
-    p.add_argument("--long", type=int, default=5, help="--runs: steps of the long run")
     args = p.parse_args(argv)
-    if args.runs:
-        return whole_runs(args)
 
     import torch
 
@@ -205,50 +198,6 @@ def profile(one_step, args, rows: int = 25) -> dict:
                     "share": round(share, 4)})
         print(f"| `{e.key}` | {e.count} | {e.self_cpu_time_total / 1e6:.2f} | {100 * share:.1f} % |")
     result = {"arm": args.groups[0], "seconds": round(seconds, 3), "self_cpu_s": round(total / 1e6, 3), "top": top}
-    print(json.dumps(result))
-    return result
-
-
-def whole_runs(args) -> dict:
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from bench.encode_speed import cpu_name
-    from text2token import train
-    from text2token.config import TrainConfig
-
-    def seconds(groups: str, steps: int, folder: Path) -> float:
-        config = TrainConfig(data=[args.data], output=str(folder), steps=steps, batch_size=args.batch_size,
-                             max_length=args.max_length, precision=args.precision, length_groups=int(groups),
-                             gradient_checkpointing=args.checkpointing, save_steps=1000, logging_steps=1000,
-                             seed=42)
-        started = time.perf_counter()
-        train(config, overwrite=True)
-        return time.perf_counter() - started
-
-    arms = args.groups
-    per_step: dict[str, list[float]] = {g: [] for g in arms}
-    with tempfile.TemporaryDirectory() as tmp:
-        seconds(arms[0], args.short, Path(tmp) / "warm-up")  # the process's one-time costs
-        for r in range(args.rounds):
-            for g in (arms + arms[::-1]) if r % 2 == 0 else (arms[::-1] + arms):
-                short = seconds(g, args.short, Path(tmp) / f"{g}-s")
-                long = seconds(g, args.long, Path(tmp) / f"{g}-l")
-                per_step[g].append((long - short) / (args.long - args.short))
-                print(f"round {r}, {g} group(s): {args.short} steps {short:.1f} s, {args.long} steps {long:.1f} s, "
-                      f"{per_step[g][-1]:.2f} s/step", flush=True)
-    base = statistics.median(per_step[arms[0]])
-    result = {"machine": cpu_name(), "threads": torch.get_num_threads(), "mode": "runs",
-              "batch_size": args.batch_size, "max_length": args.max_length, "checkpointing": args.checkpointing,
-              "s_per_step": per_step, "arms": {}}
-    print(f"| length_groups | s/step (median of {2 * args.rounds}) | speed vs {arms[0]} |")
-    print("|---:|---:|---:|")
-    for g in arms:
-        median = statistics.median(per_step[g])
-        result["arms"][g] = {"s_per_step": round(median, 3), "speed": round(base / median, 3)}
-        print(f"| {g} | {median:.2f} | {base / median:.2f}x |")
     print(json.dumps(result))
     return result
 

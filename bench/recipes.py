@@ -34,9 +34,12 @@ def parse(argv):
     p.add_argument("--model", default=None, help="backbone of an untrained row (default: the embedded SmolLM2)")
     p.add_argument("--pooling", default=None, help="pooling of an untrained row")
     p.add_argument("--of", metavar="ROW", help="score the finished run of row ROW (no training) under this row's name, "
-                   "with --adapter-scale")
+                   "with --adapter-scale or --max-length")
     p.add_argument("--adapter-scale", type=float, default=None, metavar="S",
                    help="load the run with this weight-space interpolation toward its base (TrainConfig.adapter_scale)")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="score with this many tokens per text (default: the run's own max_length; an untrained "
+                        "model's default is 128), recorded in the row as eval_max_length")
     p.add_argument("--tasks", nargs="+", default=None, help="task names (default: the quick suite)")
     p.add_argument("--benchmark", default=None, help="quick or all-local instead of --tasks")
     p.add_argument("--max-samples", type=int, default=None, help="cut tasks (a cheap proxy)")
@@ -133,7 +136,8 @@ def main(argv=None) -> int:
     for (max_samples, max_doc_chars), group in groups.items():
         results = evaluate(model, group, benchmark=args.benchmark if group is None else None, data_dir=args.data_dir,
                            cache_dir=work / "eval-cache", pooling=args.pooling if args.untrained else None,
-                           max_samples=max_samples, max_doc_chars=max_doc_chars, adapter_scale=args.adapter_scale)
+                           max_samples=max_samples, max_doc_chars=max_doc_chars, adapter_scale=args.adapter_scale,
+                           max_length=args.max_length)
         scores.update({r["task"]: round(100 * r["main_score"], 2) for r in results["results"]})
         precision = results["results"][0].get("precision")
     row_overrides = overrides(args.set)
@@ -141,6 +145,8 @@ def main(argv=None) -> int:
         row_overrides["adapter_scale"] = args.adapter_scale
     if args.of:
         row_overrides["of"] = args.of
+    if args.max_length is not None:
+        row_overrides["eval_max_length"] = args.max_length
     row = {"name": args.name, "recipe": args.recipe, "overrides": row_overrides, "pooling": pooling or "mean",
            "train_seconds": seconds, "texts_seen": seen, "scores": scores, "cuts": {**cuts, "SciFact": "1000 docs x 1000 chars"},
            "precision": precision, "eval_seconds": round(time.time() - started, 1),

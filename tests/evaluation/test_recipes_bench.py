@@ -49,6 +49,12 @@ def test_recipe_rows_tiny(tiny_llama, data_dir, tmp_path, capsys):
     assert joint["all_mean"] == round(sum(joint["scores"].values()) / 2, 2) and joint["quick_mean"] is None
     assert joint["n_tasks"] == 2
     assert joint["recipe"].endswith("default.yaml") and written[1]["recipe"] is None
+    # the same run scored with fewer tokens per text than it trained with: the texts are cut, the row says so
+    assert bench.main(["joint-short", *common, "--of", "joint", "--max-length", "28", "--tasks", "TinySTS"]) == 0
+    rows = {r["name"]: r for r in bench.latest_rows(work / "rows.jsonl", None)}
+    assert rows["joint-short"]["overrides"] == {"of": "joint", "eval_max_length": 28}
+    assert rows["joint-short"]["scores"]["TinySTS"] != rows["joint"]["scores"]["TinySTS"]
+    assert "eval_max_length" not in rows["joint"]["overrides"]
 
 
 def test_json_merge_keeps_the_files_other_rows(tmp_path):
