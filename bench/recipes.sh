@@ -133,6 +133,8 @@ R jointD28-cw3-swnone-lg8km-s43 --recipe configs/recipes/default.yaml --set "dat
 # scored at 64 tokens per text like the trained rows (-L64), and the default's -amx run scored at 128 like the untrained model (-L128)
 R jointD28-cw3-swnone-t0.1 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 simcse_temperature=0.1 --tasks $T --cut SICK-R=2000
 R jointD28-cw3-swnone-t0.1 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=42 stop_words=none contrastive_weight=3.0 simcse_temperature=0.1 --tasks $X
+R jointD28-cw3-swnone-t0.1-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=none contrastive_weight=3.0 simcse_temperature=0.1 --tasks $T --cut SICK-R=2000
+R jointD28-cw3-swnone-t0.1-s43 --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 seed=43 stop_words=none contrastive_weight=3.0 simcse_temperature=0.1 --tasks $X
 R simcse30-s43-amx --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=43 --tasks $T --cut SICK-R=2000
 R simcse30-s43-amx --recipe configs/recipes/simcse.yaml --set "data=[$S]" $C steps=30 seed=43 --tasks $X
 R base-last-L64 --untrained --pooling last --max-length 64 --tasks $T --cut SICK-R=2000
