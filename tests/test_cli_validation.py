@@ -23,12 +23,12 @@ from text2token.errors import ConfigError
 # Where 0 is a valid value (decided per field; the rules in config.py must agree, see the test below)
 ZERO_ALLOWED = {"lora_dropout", "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "save_total_limit",
                 "dataloader_num_workers", "simcse_dropout", "contrastive_weight", "teacher_mix", "head_filter",
-                "adapter_scale", "anchor_weight"}
+                "adapter_scale", "anchor_weight", "lm_weight"}
 NUMERIC = ["steps", "stage2_steps", "batch_size", "grad_accum", "lr", "stage2_lr", "max_length", "max_chars", "tau",
            "background_samples", "target_max_k", "target_min_mass", "lora_r", "lora_alpha", "lora_dropout",
            "weight_decay", "warmup_ratio", "max_grad_norm", "seed", "save_steps", "save_total_limit",
            "logging_steps", "dataloader_num_workers", "simcse_temperature", "simcse_dropout", "contrastive_weight",
-           "teacher_mix", "head_filter", "anchor_weight", "adapter_scale"]
+           "teacher_mix", "head_filter", "anchor_weight", "lm_weight", "adapter_scale"]
 
 
 def flag(name: str) -> str:

@@ -99,9 +99,9 @@ def test_length_groups_is_checked_and_reaches_the_run(tiny_llama, corpus_file, t
     calls = []
     real = model_module._embed_padded
 
-    def spy(model, batch, pooling):
+    def spy(model, batch, pooling, *rest):
         calls.append(batch["input_ids"].shape[0])
-        return real(model, batch, pooling)
+        return real(model, batch, pooling, *rest)
 
     monkeypatch.setattr(model_module, "_embed_padded", spy)
     config = TrainConfig(model=tiny_llama, data=[str(corpus_file)], output=str(tmp_path / "run"), steps=2,

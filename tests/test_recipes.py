@@ -362,3 +362,71 @@ def test_anchor_weight_trains_and_is_recorded(tiny_llama, corpus_file, tmp_path)
         TrainConfig(anchor_weight=1.0, anchor="euclid")
     with pytest.raises(ConfigError, match="anchor_weight is a term of the text2token objective"):
         TrainConfig(objective="simcse", anchor_weight=1.0)
+
+
+def _tokenizer(path):
+    from text2token.backbone import load_backbone
+
+    return load_backbone(path)[1]
+
+
+def test_next_token_term_is_the_backbones_own_lm_loss(tiny_llama):
+    """NextTokenLoss over embed's forward pass(es) equals the causal LM's own cross-entropy on the same rows,
+    padding excluded, with one padded pass or length-sorted sub-batches."""
+    from text2token.model import causal_lm, embed
+    from text2token.objective import NextTokenLoss
+    from text2token.pooling import TextEncoder
+
+    objective, _ = _anchored_objective(tiny_llama, 0.0)
+    model = objective.peft_model.eval()
+    texts = ["a cat", "the quick brown fox jumps over the lazy dog by the river bank", "rivers flow", "stocks fell"]
+    inputs = TextEncoder(_tokenizer(tiny_llama), "last", 64)(texts)
+    with torch.no_grad():
+        logits = causal_lm(model)(**inputs, use_cache=False).logits.float()
+        mask = inputs["attention_mask"] > 0
+        valid = mask[:, :-1] & mask[:, 1:]
+        assert not valid.all()  # the batch has padding to exclude
+        reference = torch.nn.functional.cross_entropy(logits[:, :-1][valid], inputs["input_ids"][:, 1:][valid])
+        values = {}
+        for groups in (1, 3):
+            term = NextTokenLoss(model)
+            embed(model, inputs, "last", groups, term)
+            values[groups] = term.value()
+    assert values[1].item() == pytest.approx(reference.item(), rel=1e-5)
+    assert values[3].item() == pytest.approx(reference.item(), rel=1e-5)
+    assert NextTokenLoss(model).value().item() == 0.0  # nothing seen yet
+
+
+def test_lm_weight_adds_the_next_token_term(tiny_llama):
+    from text2token.objective import TokenTargetObjective
+
+    objective, batch = _anchored_objective(tiny_llama, 0.0)
+    with_lm = TokenTargetObjective(objective.peft_model, "last", contrastive_weight=1.0, lm_weight=0.5).train()
+    torch.manual_seed(7)
+    out0 = objective(**batch)
+    torch.manual_seed(7)
+    out = with_lm(**batch)
+    assert "lm" not in out0 and out["lm"].item() > 1.0  # a random tiny model is a poor LM
+    # the term draws no random numbers: the other terms are the same numbers
+    assert torch.allclose(out["kl"], out0["kl"]) and torch.allclose(out["contrastive"], out0["contrastive"])
+    assert torch.allclose(out["loss"], out0["loss"] + 0.5 * out["lm"], atol=1e-6)
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in with_lm.named_parameters() if "lora" in n)
+    # the KL alone (no contrastive term) takes the term too
+    kl_only = TokenTargetObjective(objective.peft_model, "last", lm_weight=1.0).eval()
+    with torch.no_grad():
+        assert "lm" in kl_only(**batch)
+
+
+def test_lm_weight_trains_and_is_recorded(tiny_llama, corpus_file, tmp_path):
+    run = text2token.train(small(tiny_llama, corpus_file, tmp_path / "run", lm_weight=0.5, pooling="last",
+                                 stages=["data"]))
+    record = json.loads((run / "text2token_config.json").read_text())
+    assert record["hyperparameters"]["lm_weight"] == 0.5
+    logs = [json.loads(line) for line in (run / "stage1" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss" in r]
+    assert len(steps) == 3 and all(r["lm"] > 0 for r in steps)
+    with pytest.raises(ConfigError, match="lm_weight"):
+        TrainConfig(lm_weight=-1.0)
+    with pytest.raises(ConfigError, match="lm_weight is a term of the text2token objective"):
+        TrainConfig(objective="simcse", lm_weight=1.0)

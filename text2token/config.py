@@ -302,6 +302,10 @@ class TrainConfig:
                          "must pick its own e_0(x) among the batch's, an in-batch loss at the SimCSE temperature: "
                          "keeps what tells texts apart in the untrained embedding, not its shared direction)",
                          rule=OneOf(ANCHORS))
+    lm_weight: float = option(0.0, "beyond the paper: > 0 adds this weight times the backbone's own next-token "
+                              "(causal-LM) loss on the prompt-wrapped text, every position of the training forward "
+                              "pass (the SimCSE paper's auxiliary MLM term for a decoder), to keep the backbone a "
+                              "language model; 0: off", rule=NON_NEGATIVE, metavar="WEIGHT")
     adapter_scale: float = option(1.0, "beyond the paper: weight-space interpolation when the run is loaded "
                                   "(WiSE-FT): the weights used are base + SCALE x (trained - base); 1: the trained "
                                   "model, 0: the base model; training is not changed",
@@ -331,9 +335,10 @@ class TrainConfig:
             if self.stages not in (list(STAGES), list(DEFAULT_STAGES), [SIMCSE_STAGE]):
                 raise ConfigError(f"stages {self.stages} do not apply to objective simcse: it trains one stage "
                                   f"({SIMCSE_STAGE!r}); leave stages unset")
-            if self.anchor_weight > 0:
-                raise ConfigError("anchor_weight is a term of the text2token objective; objective simcse has none "
-                                  "(set anchor_weight: 0)")
+            for term in ("anchor_weight", "lm_weight"):
+                if getattr(self, term) > 0:
+                    raise ConfigError(f"{term} is a term of the text2token objective; objective simcse has none "
+                                      f"(set {term}: 0)")
             self.stages = [SIMCSE_STAGE]
             self.contrastive_weight = 0.0  # SimCSE's term is the whole objective; no KL to add it to
         elif SIMCSE_STAGE in self.stages:

@@ -26,8 +26,12 @@ def causal_lm(model):
     return get_base() if callable(get_base) else model
 
 
-def embed(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) -> torch.Tensor:
+def embed(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1, on_hidden=None) -> torch.Tensor:
     """e(x) in fp32 for a padded batch, without computing token logits.
+
+    ``on_hidden``: called as ``on_hidden(hidden, batch)`` with the last hidden states ``[b, L, d]`` of every
+    forward pass (each sub-batch) and the rows it ran, for a term that needs every position (the auxiliary
+    next-token loss, :class:`text2token.objective.NextTokenLoss`).
 
     ``groups > 1``: the rows are sorted by token count and run as that many sub-batches, each cut to the
     columns its own rows use (padding is on one side, so that is one span of columns); e(x) comes back in
@@ -37,13 +41,13 @@ def embed(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) 
     rows = mask.shape[0]
     groups = min(int(groups), rows)
     if groups <= 1:
-        return _embed_padded(model, batch, pooling)
+        return _embed_padded(model, batch, pooling, on_hidden)
     order = torch.argsort(mask.sum(-1), stable=True)
     parts = []
     for index in order.tensor_split(groups):
         used = mask[index].any(0).nonzero().flatten()
         span = slice(int(used[0]), int(used[-1]) + 1) if len(used) else slice(0, mask.shape[1])
-        parts.append(_embed_padded(model, {k: v[index, span] for k, v in batch.items()}, pooling))
+        parts.append(_embed_padded(model, {k: v[index, span] for k, v in batch.items()}, pooling, on_hidden))
     return torch.cat(parts)[torch.argsort(order)]
 
 
@@ -61,7 +65,7 @@ def resolve_length_groups(value, device_type: str | None = None) -> int:
     return CPU_LENGTH_GROUPS if (device_type or default_device_type()) == "cpu" else 1
 
 
-def _embed_padded(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+def _embed_padded(model, batch: dict[str, torch.Tensor], pooling: str, on_hidden=None) -> torch.Tensor:
     lm = causal_lm(model)
     out = lm.base_model(
         input_ids=batch["input_ids"],
@@ -69,6 +73,8 @@ def _embed_padded(model, batch: dict[str, torch.Tensor], pooling: str) -> torch.
         position_ids=batch["position_ids"],
         use_cache=False,
     )
+    if on_hidden is not None:
+        on_hidden(out.last_hidden_state, batch)
     return pool(out.last_hidden_state.float(), batch["attention_mask"], pooling)
 
 

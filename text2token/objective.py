@@ -11,7 +11,9 @@ on two dropout views plus SimCSE's in-batch contrastive term; on by default), th
 (:func:`head_directions`: the LM head's dominant singular directions, which raise frequent tokens for every
 text, projected out of e(x) before the loss), and the anchor (:func:`anchor_loss`: a term that keeps e(x)
 near the untrained model's own prompt embedding of the same text, e_0(x); or, :func:`contrastive_anchor_loss`,
-makes e(x) pick its own e_0(x) among the batch's).
+makes e(x) pick its own e_0(x) among the batch's), and the next-token term (:class:`NextTokenLoss`: the backbone's
+own causal-LM loss on the prompt-wrapped text, as the SimCSE paper's auxiliary MLM term, to keep the backbone a
+language model while the embedding trains).
 
 The SimCSE baseline (:class:`SimCSEObjective`, :func:`simcse_loss`; its dropout set-up and the method's
 description are in :mod:`text2token.contrastive`): two dropout views of each text, in-batch negatives.
@@ -134,10 +136,39 @@ def simcse_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05, off
     return F.cross_entropy(logits, labels)
 
 
-def two_views(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1) -> torch.Tensor:
+def two_views(model, batch: dict[str, torch.Tensor], pooling: str, groups: int = 1, on_hidden=None) -> torch.Tensor:
     """``[2n, d]``: the embeddings of a batch of ``n`` texts, then of the same texts again. One forward pass over
-    the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one."""
-    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling, groups)
+    the batch stacked twice: each row gets its own dropout masks, exactly as two passes would, at the cost of one.
+    ``on_hidden``: see :func:`text2token.model.embed`."""
+    return embed(model, {k: v.repeat(2, 1) for k, v in batch.items()}, pooling, groups, on_hidden)
+
+
+class NextTokenLoss:
+    """The backbone's own next-token (causal-LM) cross-entropy over the hidden states of a training forward pass,
+    collected as :func:`text2token.model.embed`'s ``on_hidden`` hook (one call per sub-batch) and averaged over
+    every position whose next token is a real one (padding excluded). It scores the prompt-wrapped text the
+    embedding is read from, through the frozen LM head in fp32 (:func:`text2token.model.vocab_logits`)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.total = None
+        self.count = 0
+
+    def __call__(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        mask = batch["attention_mask"] > 0
+        valid = mask[:, :-1] & mask[:, 1:]
+        if not valid.any():
+            return
+        logits = vocab_logits(self.model, hidden[:, :-1][valid])
+        nll = F.cross_entropy(logits, batch["input_ids"][:, 1:][valid], reduction="sum")
+        self.total = nll if self.total is None else self.total + nll
+        self.count += int(valid.sum())
+
+    def value(self) -> torch.Tensor:
+        """The mean over the positions seen (0 when none had a next token)."""
+        if self.total is None:
+            return torch.zeros((), device=next(self.model.parameters()).device)
+        return self.total / self.count
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -160,14 +191,15 @@ class TokenTargetObjective(nn.Module):
     removed from e(x) before the vocabulary projection (:func:`head_directions`). ``anchor_weight > 0``: plus
     that weight times :func:`anchor_loss` (``anchor="cosine"``) or :func:`contrastive_anchor_loss`
     (``"contrastive"``) against the untrained model's embeddings (one more forward pass, without gradient, per
-    step). ``length_groups``: each forward pass as that many length-sorted sub-batches (:func:`embed`).
+    step). ``lm_weight > 0``: plus that weight times :class:`NextTokenLoss` over the same forward pass (every view,
+    every position). ``length_groups``: each forward pass as that many length-sorted sub-batches (:func:`embed`).
     """
 
     needs_targets = True
 
     def __init__(self, peft_model, pooling: str, contrastive_weight: float = 0.0, temperature: float = 0.05,
                  head_filter: torch.Tensor | None = None, anchor_weight: float = 0.0, anchor: str = "cosine",
-                 length_groups: int = 1):
+                 length_groups: int = 1, lm_weight: float = 0.0):
         super().__init__()
         self.peft_model = peft_model
         self.pooling = pooling
@@ -178,17 +210,19 @@ class TokenTargetObjective(nn.Module):
         if anchor not in ANCHORS:
             raise ValueError(f"unknown anchor {anchor!r}: use one of {', '.join(ANCHORS)}")
         self.anchor = anchor
+        self.lm_weight = lm_weight
         self.register_buffer("head_filter", head_filter, persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids, target_ids, target_weights):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
         anchors = base_embeddings(self.peft_model, batch, self.pooling, self.groups) if self.anchor_weight > 0 else None
+        next_token = NextTokenLoss(self.peft_model) if self.lm_weight > 0 else None
         if self.contrastive_weight <= 0:
-            e = embed(self.peft_model, batch, self.pooling, self.groups)
+            e = embed(self.peft_model, batch, self.pooling, self.groups, next_token)
             out = {"loss": kl_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids, target_weights)}
         else:
             n = input_ids.shape[0]
-            e = two_views(self.peft_model, batch, self.pooling, self.groups)
+            e = two_views(self.peft_model, batch, self.pooling, self.groups, next_token)
             second_all, offset = gather_with_grad(e[n:])
             loss, kl, contrastive = joint_loss(vocab_logits(self.peft_model, e, self.head_filter), target_ids,
                                                target_weights, e[:n], second_all, offset, self.contrastive_weight,
@@ -199,6 +233,10 @@ class TokenTargetObjective(nn.Module):
                 contrastive_anchor_loss(e, anchors, self.temperature)
             out["loss"] = out["loss"] + self.anchor_weight * anchor
             out["anchor"] = anchor.detach()
+        if next_token is not None:
+            lm = next_token.value()
+            out["loss"] = out["loss"] + self.lm_weight * lm
+            out["lm"] = lm.detach()
         return out
 
 
@@ -236,4 +274,4 @@ def build_objective(peft_model, base_model, config, stage: str) -> nn.Module:
         return SimCSEObjective(peft_model, config.pooling, config.simcse_temperature, groups)
     return TokenTargetObjective(peft_model, config.pooling, config.contrastive_weight, config.simcse_temperature,
                                 head_directions(base_model, config.head_filter), config.anchor_weight,
-                                config.anchor, groups)
+                                config.anchor, groups, config.lm_weight)
