@@ -141,3 +141,10 @@ R base-last-L64 --untrained --pooling last --max-length 64 --tasks $T --cut SICK
 R base-last-L64 --untrained --pooling last --max-length 64 --tasks $X
 R jointD28-cw3-swnone-amx-L128 --of jointD28-cw3-swnone-amx --max-length 128 --tasks $T --cut SICK-R=2000
 R jointD28-cw3-swnone-amx-L128 --of jointD28-cw3-swnone-amx --max-length 128 --tasks $X
+# fifteenth session (2026-12-08; the same Intel Xeon with AMX, bf16): the default's third seed (44), and the auxiliary
+# next-token term (lm_weight 1, seeds 42 and 43; 5, seed 42) in the joint objective
+for a in "-s44 seed=44" "-lm1 seed=42 lm_weight=1.0" "-lm1-s43 seed=43 lm_weight=1.0" "-lm5 seed=42 lm_weight=5.0"; do
+  set -- $a; n=$1; shift
+  R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none contrastive_weight=3.0 "$@" --tasks $T --cut SICK-R=2000
+  R jointD28-cw3-swnone$n --recipe configs/recipes/default.yaml --set "data=[$S]" $C steps=28 stop_words=none contrastive_weight=3.0 "$@" --tasks $X
+done
