@@ -84,7 +84,7 @@ if [ -n "${G:-}" ]; then
   R gemma-simcse14-s43 --recipe configs/recipes/simcse.yaml --set model="$G" "data=[$S]" $C steps=14 seed=43 --tasks $Q
 fi
 "$PY" bench/recipes.py --table --work runs/proxy
-"$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3-swnone jointD28-cw3-swnone-s43
+"$PY" bench/recipes.py --json results/quality.json --work runs/proxy --default jointD28-cw3-swnone jointD28-cw3-swnone-s43 jointD28-cw3-swnone-s44
 # eighth session (2026-12-04): the nine classification tasks of the 40-step grouped default and of the 84-step default
 # (their run folders were gone: each command retrains, and STSBenchmark first checks that the retrain reproduces the
 # row; `--json ... --merge` then adds the nine tasks to the row), and SimCSE at 90 steps (the 30 : 28 ratio to 84)
